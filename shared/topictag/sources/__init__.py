@@ -1,0 +1,1 @@
+"""Live sources of papers, published to the ``papers`` topic like a papers file."""

@@ -1,0 +1,139 @@
+"""What ``topictag status`` reports: consumer lag per group on the papers topic, tagging
+rates, teacher labels, the production adapter and the last training, gathered from the
+broker and the store. The broker is optional: without it the rest is still reported."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from pydantic import BaseModel, Field
+from sqlmodel import Session, col, select
+
+from topictag.adapters.registry import AdapterRegistry
+from topictag.settings import Settings
+from topictag.store.models import TrainingRun
+from topictag.store.repository import Store
+
+WINDOWS_MIN = (1, 5, 60)
+
+
+class GroupLag(BaseModel):
+    topic: str
+    group: str
+    lag: int | None = Field(description="Messages the group has not committed; null without a broker.")
+
+
+class TaggedWindow(BaseModel):
+    minutes: int
+    papers: int = Field(description="Papers whose latest tagging falls in the last `minutes`.")
+    per_minute: float
+
+
+class Tagging(BaseModel):
+    total: int
+    windows: list[TaggedWindow]
+
+
+class TeacherLabels(BaseModel):
+    count: int
+    last_labelled_at: datetime | None
+
+
+class ProductionAdapter(BaseModel):
+    version: str
+    bleu3: float | None = Field(description="BLEU-3 on the frozen evaluation split.")
+    rouge1_f: float | None = Field(description="ROUGE-1 F on the frozen evaluation split.")
+    promoted_at: datetime | None
+    reason: str
+
+
+class LastTraining(BaseModel):
+    request_id: str
+    status: str
+    version: str | None
+    detail: str
+    n_train: int
+    n_eval: int
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class SystemStatus(BaseModel):
+    at: datetime
+    broker: str | None = Field(description="Bootstrap servers asked for lag; null when none is configured.")
+    broker_error: str | None = Field(description="Why lag is unknown (no broker configured, unreachable).")
+    lag: list[GroupLag]
+    tagged: Tagging
+    teacher_labels: TeacherLabels
+    production_adapter: ProductionAdapter | None = Field(description="Null: the base model is in production.")
+    last_training: LastTraining | None
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back without a zone; every stamp topictag writes is UTC.
+    return ts.replace(tzinfo=timezone.utc) if ts is not None and ts.tzinfo is None else ts
+
+
+def consumer_lags(settings: Settings, timeout_s: float) -> tuple[list[GroupLag], str | None]:
+    """Lag of the tagger and labeler groups on the papers topic, and why it is unknown if it is."""
+    from kafka.errors import KafkaError
+
+    from topictag.bus.kafka import consumer_lag
+
+    topic = settings.kafka.papers_topic
+    groups = [settings.tagger.group_id, settings.labeler.group_id]
+    unknown = [GroupLag(topic=topic, group=g, lag=None) for g in groups]
+    if not settings.kafka.bootstrap:
+        return unknown, "no broker configured (TOPICTAG_KAFKA_BOOTSTRAP is unset)"
+    try:
+        lags = consumer_lag(settings.kafka, topic, groups, timeout_s=timeout_s)
+    except (KafkaError, OSError) as exc:
+        # kafka-python's messages already start with the error's name
+        return unknown, f"broker unreachable at {settings.kafka.bootstrap}: {str(exc) or exc.__class__.__name__}"
+    return [GroupLag(topic=topic, group=g, lag=lags[g]) for g in groups], None
+
+
+def tagging(store: Store, now: datetime) -> Tagging:
+    counts = store.count_tagged_since([now - timedelta(minutes=m) for m in WINDOWS_MIN])
+    return Tagging(
+        total=store.count_tagged(),
+        windows=[TaggedWindow(minutes=m, papers=n, per_minute=round(n / m, 2)) for m, n in zip(WINDOWS_MIN, counts)],
+    )
+
+
+def production_adapter(store: Store) -> ProductionAdapter | None:
+    row = AdapterRegistry(store).production()
+    if row is None:
+        return None
+    scores = json.loads(row.metrics or "{}")
+    return ProductionAdapter(
+        version=row.version, bleu3=scores.get("bleu3"), rouge1_f=scores.get("rouge1_f"),
+        promoted_at=_utc(row.promoted_at), reason=row.reason,
+    )
+
+
+def last_training(store: Store) -> LastTraining | None:
+    with Session(store.engine) as s:
+        run = s.exec(select(TrainingRun).order_by(col(TrainingRun.id).desc()).limit(1)).first()
+    if run is None:
+        return None
+    return LastTraining(
+        request_id=run.request_id, status=run.status, version=run.version, detail=run.detail,
+        n_train=run.n_train, n_eval=run.n_eval, started_at=_utc(run.started_at), finished_at=_utc(run.finished_at),
+    )
+
+
+def gather_status(settings: Settings, store: Store, broker_timeout_s: float = 5.0) -> SystemStatus:
+    now = datetime.now(timezone.utc)
+    lag, broker_error = consumer_lags(settings, broker_timeout_s)
+    return SystemStatus(
+        at=now,
+        broker=settings.kafka.bootstrap,
+        broker_error=broker_error,
+        lag=lag,
+        tagged=tagging(store, now),
+        teacher_labels=TeacherLabels(count=store.count_teacher_labels(), last_labelled_at=store.last_label_at()),
+        production_adapter=production_adapter(store),
+        last_training=last_training(store),
+    )

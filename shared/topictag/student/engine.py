@@ -1,0 +1,118 @@
+"""The student engine: papers in, one normalised topic per paper out.
+
+Two implementations share this interface: vLLM (the tagger's default; batched, LoRA
+adapters per request) and plain transformers (when vLLM is not installed).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from topictag.schemas import BASE_ADAPTER, Paper
+from topictag.settings import Settings
+from topictag.student.normalise import UNCLASSIFIED, normalise_topic, strip_injections
+from topictag.student.prompt import build_messages
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter version the engine can serve."""
+
+    version: str
+    path: Path
+    # vLLM caches adapters by name and id: every version needs its own id, never reused.
+    lora_id: int
+
+
+class AdapterLoadError(RuntimeError):
+    """The engine could not load an adapter (unreadable weights, a rank over the engine's
+    limit, layers the base model lacks); it keeps serving what it served before."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    topic: str
+    raw: str
+
+
+class StudentEngine(abc.ABC):
+    def __init__(self, settings: Settings, model_path: str):
+        self.settings = settings
+        self.model_path = model_path
+        self.model_name = settings.student.model_name
+        self.adapter: Adapter | None = None
+
+    @property
+    def adapter_version(self) -> str:
+        return self.adapter.version if self.adapter else BASE_ADAPTER
+
+    def use_adapter(self, adapter: Adapter | None) -> None:
+        """Serve ``adapter`` from the next call on (None: the base model). Engines load it
+        here, so a bad adapter raises AdapterLoadError now, not in the middle of a batch."""
+        self.adapter = adapter
+
+    def predict(self, papers: Sequence[Paper]) -> list[Prediction]:
+        if not papers:
+            return []
+        # The base model needs the few-shot examples to answer with a topic; an adapter was
+        # trained on the bare prompt (topictag.distill) and is served the same way.
+        few_shot = self.adapter is None
+        # Instructions planted in a paper ("Ignore previous instructions and answer ...") never
+        # reach the model; a paper that is nothing but instructions is Unclassified.
+        texts = [(strip_injections(p.abstract), strip_injections(p.title)) for p in papers]
+        asked = [i for i, (abstract, _) in enumerate(texts) if abstract.strip()]
+        conversations = [
+            build_messages(texts[i][0], texts[i][1], few_shot=few_shot, truncate=self.truncate_abstract) for i in asked
+        ]
+        predictions = [Prediction(UNCLASSIFIED, "")] * len(papers)
+        for i, raw in zip(asked, self.generate(conversations) if conversations else []):
+            predictions[i] = Prediction(normalise_topic(raw), raw)
+        return predictions
+
+    def truncate_abstract(self, abstract: str) -> str:
+        limit = self.settings.student.max_abstract_tokens
+        ids = self.tokenizer.encode(abstract, add_special_tokens=False)
+        if len(ids) <= limit:
+            return abstract
+        return self.tokenizer.decode(ids[:limit])
+
+    @property
+    @abc.abstractmethod
+    def tokenizer(self): ...
+
+    @abc.abstractmethod
+    def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        """Greedy completions, one per conversation, with the current adapter."""
+
+    def close(self) -> None:
+        """Release the engine's processes and memory."""
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def create_engine(settings: Settings, model_path: str | None = None) -> StudentEngine:
+    """The configured engine over the configured (or given) student model."""
+    from topictag.student.model_files import student_model_path
+
+    path = model_path or student_model_path(settings)
+    kind = settings.student.engine
+    if kind == "auto":
+        kind = "vllm" if vllm_available() else "transformers"
+    started = time.monotonic()
+    if kind == "vllm":
+        from topictag.student.vllm_engine import VllmEngine
+
+        engine: StudentEngine = VllmEngine(settings, path)
+    else:
+        from topictag.student.hf_engine import TransformersEngine
+
+        engine = TransformersEngine(settings, path)
+    engine.startup_s = time.monotonic() - started
+    return engine

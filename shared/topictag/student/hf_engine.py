@@ -1,0 +1,68 @@
+"""The student on plain transformers ``generate``: the fallback engine, and the
+reference the benchmarks compare vLLM against."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from topictag.settings import Settings
+from topictag.student.engine import Adapter, AdapterLoadError, StudentEngine
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+class TransformersEngine(StudentEngine):
+    def __init__(self, settings: Settings, model_path: str):
+        super().__init__(settings, model_path)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self._tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self._tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
+        if self._tokenizer.pad_token is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+        dtype = _DTYPES.get(settings.student.dtype, "auto")
+        self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).eval()
+        self.model = self.base
+        self._loaded: set[str] = set()
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    def use_adapter(self, adapter: Adapter | None) -> None:
+        from peft import PeftModel
+
+        if adapter is not None:
+            try:
+                if not isinstance(self.model, PeftModel):
+                    self.model = PeftModel.from_pretrained(self.base, str(adapter.path), adapter_name=adapter.version)
+                    self._loaded.add(adapter.version)
+                elif adapter.version not in self._loaded:
+                    self.model.load_adapter(str(adapter.path), adapter_name=adapter.version)
+                    self._loaded.add(adapter.version)
+            except Exception as exc:  # noqa: BLE001 - peft/safetensors raise many kinds
+                raise AdapterLoadError(f"the engine could not load adapter {adapter.version}: {exc}") from exc
+            self.model.set_adapter(adapter.version)
+        super().use_adapter(adapter)
+
+    @torch.inference_mode()
+    def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        prompts = [
+            self._tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            for c in conversations
+        ]
+        batch = self._tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        # peft injects LoRA layers into the base model in place: serving the base model
+        # after an adapter means switching the adapters off, not unwrapping.
+        base_only = self.adapter is None and self.model is not self.base
+        with self.model.disable_adapter() if base_only else contextlib.nullcontext():
+            out = self.model.generate(
+                **batch,
+                max_new_tokens=self.settings.student.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self._tokenizer.pad_token_id,
+            )
+        new_tokens = out[:, batch["input_ids"].shape[1] :]
+        return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

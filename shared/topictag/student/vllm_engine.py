@@ -1,0 +1,76 @@
+"""The student on vLLM, in-process. vLLM starts its engine core with spawn, so whatever
+creates this engine must run under ``if __name__ == "__main__":`` (the CLI does)."""
+
+from __future__ import annotations
+
+import os
+
+from topictag.settings import Settings
+from topictag.student.engine import Adapter, AdapterLoadError, StudentEngine
+
+_GIB = 1 << 30
+
+
+class VllmEngine(StudentEngine):
+    def __init__(self, settings: Settings, model_path: str):
+        super().__init__(settings, model_path)
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # its per-weight dtype warnings drown our logs
+        from vllm import LLM, SamplingParams
+        from vllm.platforms import current_platform
+
+        cfg = settings.student
+        memory: dict = {"gpu_memory_utilization": cfg.gpu_memory_utilization}
+        if current_platform.is_cpu():
+            # On the CPU backend the utilisation fraction is of RAM; an explicit KV cache size
+            # is predictable on a shared machine.
+            memory = {"kv_cache_memory_bytes": int(cfg.kv_cache_gib * _GIB)}
+        self.llm = LLM(
+            model=model_path,
+            dtype=cfg.dtype,
+            max_model_len=cfg.max_model_len,
+            enable_lora=True,
+            max_lora_rank=cfg.max_lora_rank,
+            max_loras=2,
+            enforce_eager=cfg.enforce_eager,
+            enable_prefix_caching=True,
+            seed=0,
+            **memory,
+        )
+        self._sampling = SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens)
+        self._tokenizer = self.llm.get_tokenizer()
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @staticmethod
+    def _request_for(adapter: Adapter):
+        from vllm.lora.request import LoRARequest
+
+        return LoRARequest(adapter.version, adapter.lora_id, str(adapter.path))
+
+    def _lora_request(self):
+        return None if self.adapter is None else self._request_for(self.adapter)
+
+    def use_adapter(self, adapter: Adapter | None) -> None:
+        if adapter is not None:
+            # Loaded now, through the engine's utility call: a bad adapter fails here and the
+            # engine lives on. Loaded lazily by a generate call instead, it would kill the
+            # engine core (EngineDeadError) and every batch after it.
+            try:
+                self.llm.llm_engine.add_lora(self._request_for(adapter))
+            except Exception as exc:  # noqa: BLE001 - vLLM reports worker errors as a bare Exception
+                raise AdapterLoadError(f"the engine could not load adapter {adapter.version}: {exc}") from exc
+        super().use_adapter(adapter)
+
+    def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        outputs = self.llm.chat(
+            conversations, self._sampling, use_tqdm=False, lora_request=self._lora_request()
+        )
+        return [o.outputs[0].text for o in outputs]
+
+    def close(self) -> None:
+        engine = getattr(self.llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()

@@ -1,0 +1,52 @@
+"""Running the tagger as a process: wire settings to the engine, bus and store, stop on
+SIGTERM/SIGINT after the batch in hand is committed."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from topictag.adapters.events import ProductionAdapterWatch, model_event_consumer
+from topictag.adapters.registry import AdapterRegistry
+from topictag.bus.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from topictag.settings import Settings
+from topictag.store.repository import open_store
+from topictag.student.engine import create_engine
+from topictag.tagger.worker import TaggerWorker
+from topictag.topics.index import TopicIndex
+
+log = logging.getLogger(__name__)
+
+
+def run_tagger(settings: Settings) -> None:
+    kafka = settings.kafka
+    store = open_store(settings.store_url, echo=settings.store.echo)
+    engine = create_engine(settings)
+    log.info("student %s ready on %s in %.1f s", engine.model_name, type(engine).__name__, engine.startup_s)
+    wait_for_broker(kafka)
+    ensure_topics(kafka)
+    consumer = make_consumer(kafka, settings.tagger.group_id, kafka.papers_topic)
+    producer = make_producer(kafka)
+    watch = ProductionAdapterWatch(
+        AdapterRegistry(store), engine, settings.student.model_name, consumer=model_event_consumer(kafka)
+    )
+    worker = TaggerWorker(
+        settings, engine, store, consumer, producer, adapter_watch=watch, topic_index=TopicIndex(store, settings.topics.cluster_threshold)
+    )
+
+    def _stop(signum, _frame):
+        log.info("received %s: finishing the current batch", signal.Signals(signum).name)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.info("tagging %s as group %s", kafka.papers_topic, settings.tagger.group_id)
+    try:
+        worker.run()
+    finally:
+        consumer.close(autocommit=False)
+        watch.close()
+        worker.publisher.close(timeout=10)  # the producer in use (it may have replaced ours)
+        engine.close()
+        store.close()
+        log.info("tagger stopped")

@@ -1,0 +1,212 @@
+"""Reading the topic index: clusters with their counts, weekly trends, semantic search."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from topictag.embeddings import embed
+from topictag.store.models import PaperEmbedding, PaperRecord, TopicCluster, TopicText
+from topictag.store.repository import Store
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    id: int
+    label: str
+    papers: int
+    topics: list[tuple[str, int]]
+
+
+def _cluster_counts(store: Store, cluster_ids: list[int] | None = None) -> pd.DataFrame:
+    """Papers per (cluster, topic text)."""
+    query = (
+        select(TopicText.cluster_id, PaperRecord.topic, func.count().label("papers"))
+        .join(TopicText, TopicText.topic == PaperRecord.topic)
+        .group_by(TopicText.cluster_id, PaperRecord.topic)
+    )
+    if cluster_ids is not None:
+        query = query.where(col(TopicText.cluster_id).in_(cluster_ids))
+    with Session(store.engine) as s:
+        rows = s.exec(query).all()
+    return pd.DataFrame(rows, columns=["cluster_id", "topic", "papers"])
+
+
+def _summaries(counts: pd.DataFrame, top_topics: int) -> list[ClusterSummary]:
+    out = []
+    for cid, group in counts.groupby("cluster_id"):
+        group = group.sort_values(["papers", "topic"], ascending=[False, True])
+        pairs = list(zip(group["topic"], group["papers"].astype(int)))
+        # The most common wording represents the cluster.
+        out.append(ClusterSummary(int(cid), pairs[0][0], int(group["papers"].sum()), pairs[:top_topics]))
+    return sorted(out, key=lambda c: (-c.papers, c.id))
+
+
+def clusters(store: Store, limit: int = 50, offset: int = 0, top_topics: int = 5) -> list[ClusterSummary]:
+    return _summaries(_cluster_counts(store), top_topics)[offset : offset + limit]
+
+
+def cluster(store: Store, cluster_id: int) -> ClusterSummary | None:
+    with Session(store.engine) as s:
+        if s.get(TopicCluster, cluster_id) is None:
+            return None
+    found = _summaries(_cluster_counts(store, [cluster_id]), top_topics=100)
+    return found[0] if found else ClusterSummary(cluster_id, "", 0, [])
+
+
+def trends(store: Store, weeks: int = 12, limit: int = 10, today: date | None = None) -> dict:
+    """Papers per cluster per week (by publication day) over the last ``weeks`` weeks of
+    data, and the clusters rising fastest (last third of the window vs the rest)."""
+    with Session(store.engine) as s:
+        last = today or s.exec(select(func.max(PaperRecord.published))).one()
+        if last is None:
+            return {"weeks": [], "series": [], "rising": []}
+        start = last - timedelta(weeks=weeks)
+        rows = s.exec(
+            select(PaperRecord.published, TopicText.cluster_id)
+            .join(TopicText, TopicText.topic == PaperRecord.topic)
+            .where(col(PaperRecord.published) > start, col(PaperRecord.published) <= last)
+        ).all()
+    frame = pd.DataFrame(rows, columns=["published", "cluster_id"])
+    if frame.empty:
+        return {"weeks": [], "series": [], "rising": []}
+    frame["week"] = pd.to_datetime(frame["published"]).dt.to_period("W-SUN").dt.start_time.dt.date
+    table = frame.pivot_table(index="cluster_id", columns="week", aggfunc="size", fill_value=0)
+    week_list = sorted(table.columns)
+    top = table.sum(axis=1).sort_values(ascending=False).head(limit).index
+    labels = {c.id: c.label for c in _summaries(_cluster_counts(store, [int(i) for i in top]), 1)}
+    series = [{"cluster_id": int(c), "label": labels.get(int(c), ""), "counts": [int(table.loc[c, w]) for w in week_list]} for c in top]
+    split = max(1, len(week_list) * 2 // 3)
+    recent, earlier = table[week_list[split:]].sum(axis=1), table[week_list[:split]].sum(axis=1)
+    # Weekly rate now vs before, smoothed so a cluster born last week with 1 paper is not "rising".
+    growth = ((recent + 1) / max(1, len(week_list) - split)) / ((earlier + 1) / split)
+    candidates = growth[recent >= 3].sort_values(ascending=False).head(limit)
+    rising_labels = {c.id: c.label for c in _summaries(_cluster_counts(store, [int(i) for i in candidates.index]), 1)}
+    rising = [
+        {"cluster_id": int(c), "label": rising_labels.get(int(c), ""), "recent": int(recent[c]), "earlier": int(earlier[c]), "growth": round(float(g), 2)}
+        for c, g in candidates.items()
+    ]
+    return {"weeks": [w.isoformat() for w in week_list], "series": series, "rising": rising}
+
+
+class SearchIndex:
+    """Paper embeddings held in memory for brute-force cosine search (72k papers: ~110 MB,
+    a few ms a query; concurrent queries are embedded and scored as one batch). Checked in the background when older than ``refresh_s``, and read
+    again only if papers were tagged since (or after ``full_reload_every`` checks anyway)."""
+
+    def __init__(self, store: Store, refresh_s: float = 30.0, full_reload_every: int = 10):
+        self.store = store
+        self.refresh_s = refresh_s
+        self.full_reload_every = full_reload_every
+        self._ids: list[str] = []
+        self._matrix = np.zeros((0, 384), dtype=np.float32)
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+        self._first_load = threading.Lock()
+        self._reloading = False
+        self._signature: tuple | None = None
+        self._skipped = 0
+        self._batcher = Batcher(self._search_batch)
+
+    def _current_signature(self) -> tuple:
+        # A re-tag rewrites a vector without adding one, but it moves the newest tagged_at.
+        with Session(self.store.engine) as s:
+            count = s.exec(select(func.count()).select_from(PaperEmbedding)).one()
+            newest = s.exec(select(func.max(PaperRecord.tagged_at))).one()
+        return count, newest
+
+    def _reload(self) -> None:
+        try:
+            signature = self._current_signature()
+            if signature == self._signature and self._skipped < self.full_reload_every:
+                self._skipped += 1
+                with self._lock:
+                    self._loaded_at = time.monotonic()
+                return
+            with Session(self.store.engine) as s:
+                rows = s.exec(select(PaperEmbedding.arxiv_id, PaperEmbedding.vector)).all()
+            ids = [r[0] for r in rows]
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows else np.zeros((0, 384), np.float32)
+            with self._lock:
+                self._ids, self._matrix, self._loaded_at = ids, matrix, time.monotonic()
+                self._signature, self._skipped = signature, 0
+        finally:
+            self._reloading = False
+
+    def _fresh(self) -> None:
+        age = time.monotonic() - self._loaded_at
+        if self._loaded_at == 0.0:
+            with self._first_load:  # concurrent first searches load once
+                if self._loaded_at == 0.0:
+                    self._reload()
+        elif age > self.refresh_s and not self._reloading:
+            self._reloading = True
+            threading.Thread(target=self._reload, daemon=True).start()
+
+    def search(self, q: str, limit: int = 20) -> list[tuple[str, float]]:
+        self._fresh()
+        return self._batcher((q, limit))
+
+    def _search_batch(self, queries: list[tuple[str, int]]) -> list[list[tuple[str, float]]]:
+        """Queries that arrived together: one embedding call, one pass over the matrix."""
+        with self._lock:
+            ids, matrix = self._ids, self._matrix
+        if not ids:
+            return [[] for _ in queries]
+        scores = matrix @ embed([q for q, _ in queries]).T  # papers x queries
+        out = []
+        for column, (_, limit) in enumerate(queries):
+            col_scores = scores[:, column]
+            if limit < len(col_scores):  # the best `limit` without sorting all of them
+                best = np.argpartition(-col_scores, limit)[:limit]
+                top = best[np.argsort(-col_scores[best])]
+            else:
+                top = np.argsort(-col_scores)
+            out.append([(ids[i], float(col_scores[i])) for i in top])
+        return out
+
+
+class Batcher:
+    """Calls ``fn`` on a list of items for many threads at once. A thread that finds no call
+    running runs one for everything waiting; the others wait for it. Nothing waits on
+    purpose: batches form only while a call is running, so a lone request is never delayed,
+    and under load one model call and one pass over the data serve many requests."""
+
+    def __init__(self, fn, max_batch: int = 32):
+        self.fn = fn
+        self.max_batch = max_batch
+        self._cv = threading.Condition()
+        self._pending: list[dict] = []
+        self._busy = False
+
+    def __call__(self, item):
+        slot = {"item": item, "done": False}
+        with self._cv:
+            self._pending.append(slot)
+            while not slot["done"]:
+                if self._busy:
+                    self._cv.wait()
+                    continue
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+                self._busy = True
+                self._cv.release()
+                try:
+                    results, error = self.fn([b["item"] for b in batch]), None
+                except BaseException as exc:  # every caller in the batch gets it
+                    results, error = None, exc
+                finally:
+                    self._cv.acquire()
+                    self._busy = False
+                for i, b in enumerate(batch):
+                    b["result"], b["error"], b["done"] = (results[i] if error is None else None), error, True
+                self._cv.notify_all()
+        if slot["error"] is not None:
+            raise slot["error"]
+        return slot["result"]

@@ -1,0 +1,107 @@
+"""Fixtures over real components: the embedded Kafka-protocol broker, SQLite and the
+PostgreSQL on 127.0.0.1:5432, and the real SmolLM2 student on vLLM (one engine per session)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from topictag.bus.embedded import EmbeddedBroker
+from topictag.settings import KafkaSettings, PathSettings, Settings, StoreSettings
+from topictag.store.repository import Store, open_store
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TOPICTAG_SHARED_DATA_DIR", REPO.parent / "shared" / "data"))
+PG_ADMIN_URL = os.environ.get("TOPICTAG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "arxiv_ml_sample.jsonl").exists():
+        pytest.fail(f"the shared data folder is missing: {SHARED_DATA} (set TOPICTAG_SHARED_DATA_DIR)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_papers(shared_data) -> list[dict]:
+    import json
+
+    with open(shared_data / "arxiv_ml_sample.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory) -> EmbeddedBroker:
+    with EmbeddedBroker(log_file=tmp_path_factory.mktemp("broker") / "broker.log") as b:
+        yield b
+
+
+def make_settings(tmp_path: Path, **sections) -> Settings:
+    """Settings for one test: its own data dir and SQLite file unless given."""
+    base = {
+        "paths": PathSettings(data_dir=tmp_path / "data"),
+        "store": StoreSettings(url=f"sqlite:///{tmp_path / 'topictag.db'}"),
+    }
+    return Settings(**(base | sections))
+
+
+@pytest.fixture
+def kafka(broker) -> KafkaSettings:
+    """Kafka settings with topics of this test's own, so tests never see each other's messages."""
+    run = uuid.uuid4().hex[:8]
+    return KafkaSettings(
+        bootstrap=broker.bootstrap,
+        papers_topic=f"papers-{run}",
+        tagged_topic=f"papers.tagged-{run}",
+        dlq_topic=f"papers.dlq-{run}",
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A fresh PostgreSQL database for this session, dropped at the end."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"topictag_test_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("TOPICTAG_TEST_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}: {exc.__class__.__name__}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path) -> Store:
+    """An empty store on each backend."""
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    else:
+        s = open_store(request.getfixturevalue("postgres_url"))
+        from sqlmodel import SQLModel
+
+        SQLModel.metadata.drop_all(s.engine)
+        s.create_schema()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def student_engine(tmp_path_factory):
+    """The real student on vLLM, started once for the whole session."""
+    from topictag.student.engine import create_engine
+
+    settings = Settings()
+    engine = create_engine(settings)
+    yield engine
+    engine.close()

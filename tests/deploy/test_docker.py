@@ -1,0 +1,89 @@
+"""The Dockerfile: hadolint, one target per service running the real CLI, pinned bases,
+a non-root user, health checks and volumes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+from tests.deploy.conftest import REPO, tool
+
+DOCKERFILE = REPO / "Dockerfile"
+SERVICE_TARGETS = {"tagger", "tagger-gpu", "labeler", "trainer", "trainer-gpu", "trainer-beat", "gateway"}
+
+
+def stages() -> dict[str, list[str]]:
+    """Instructions of each stage, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    result: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if m := re.match(r"FROM\s+(\S+)\s+AS\s+(\S+)", line, re.I):
+            current = m.group(2)
+            result[current] = [line]
+        elif current:
+            result[current].append(line)
+    return result
+
+
+def instruction(lines: list[str], name: str) -> list[str]:
+    return [line.split(None, 1)[1] for line in lines if line.split(None, 1)[0].upper() == name]
+
+
+def inherited(stage: str, name: str) -> list[str]:
+    """An instruction of a stage or the stages it is built FROM."""
+    all_stages = stages()
+    found = []
+    while stage in all_stages:
+        found = instruction(all_stages[stage], name) + found
+        stage = all_stages[stage][0].split()[1]
+    return found
+
+
+def test_hadolint_passes():
+    result = subprocess.run([tool("hadolint"), str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_target_per_service():
+    assert SERVICE_TARGETS <= set(stages())
+
+
+def test_base_images_are_pinned():
+    for stage, lines in stages().items():
+        base = lines[0].split()[1]
+        if base in stages():
+            continue
+        assert re.search(r"(@sha256:[0-9a-f]{64}|:\d+(\.\d+)+[-\w.]*)$", base), f"{stage}: {base}"
+
+
+def test_services_run_as_non_root_with_health_checks_and_volumes():
+    for target in SERVICE_TARGETS:
+        (user,) = inherited(target, "USER")[-1:]
+        assert not user.startswith(("0", "root")), target
+        assert instruction(stages()[target], "HEALTHCHECK"), target
+        volumes = " ".join(inherited(target, "VOLUME"))
+        assert "/cache" in volumes and "/adapters" in volumes, target
+        env = " ".join(inherited(target, "ENV"))
+        assert "TOPICTAG_CACHE_DIR=/cache" in env and "TOPICTAG_TRAINER_ADAPTERS_DIR=/adapters" in env
+
+
+def test_no_secret_is_baked_in():
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"(PASSWORD|API_KEY|TOKEN|SECRET)\w*\s*=", text)
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", ".topictag", "test-artifacts", ".git", ".env"} <= set(ignored)
+
+
+def service_commands() -> dict[str, list[str]]:
+    """The topictag argv each service target runs (ENTRYPOINT + CMD, exec form)."""
+    commands = {}
+    for target in SERVICE_TARGETS:
+        entry = json.loads(inherited(target, "ENTRYPOINT")[-1])
+        cmd = json.loads(inherited(target, "CMD")[-1])
+        commands[target] = entry + cmd
+    return commands

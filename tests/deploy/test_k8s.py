@@ -1,0 +1,191 @@
+"""The Kubernetes manifests: both overlays render, every object validates offline against
+the Kubernetes schemas (or, for CRDs, against the schemas in schemas/), and the shape
+rules of a GPU deployment hold."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from tests.deploy.conftest import containers, render, workloads
+
+K8S_VERSION = "1.33.0"  # the oldest Kubernetes the manifests promise to work on
+SCHEMAS = Path(__file__).parent / "schemas"
+CRD_SCHEMAS = {
+    "keda.sh/v1alpha1": "scaledobject-keda-v1alpha1.json",
+    "monitoring.coreos.com/v1": "servicemonitor-monitoring-v1.json",
+    "kafka.strimzi.io/v1beta2": "strimzi-v1beta2.json",
+}
+GPU = "nvidia.com/gpu"
+GPU_POOLS = {"gpu", "gpu-multi"}
+POOL_LABEL = "topictag.dev/pool"
+
+
+def by_kind(objects, kind):
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def test_every_object_validates(rendered):
+    _, objects = rendered
+    for obj in objects:
+        name = f'{obj["kind"]}/{obj["metadata"]["name"]}'
+        if obj["apiVersion"] in CRD_SCHEMAS:
+            schema = json.loads((SCHEMAS / CRD_SCHEMAS[obj["apiVersion"]]).read_text())
+            jsonschema.validate(obj, schema)
+        else:
+            try:
+                kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{name}: {'.'.join(map(str, exc.path))}: {exc.message}")
+
+
+def test_the_expected_objects_exist():
+    dev, gpu = render("dev"), render("gpu")
+    for objects in (dev, gpu):
+        assert {"topictag-tagger", "topictag-labeler", "topictag-gateway", "topictag-trainer",
+                "topictag-trainer-beat"} <= set(by_kind(objects, "Deployment"))
+        assert set(by_kind(objects, "ScaledObject")) == {"topictag-tagger", "topictag-labeler"}
+        assert "topictag-gateway" in by_kind(objects, "HorizontalPodAutoscaler")
+        assert "topictag-gateway" in by_kind(objects, "ServiceMonitor")
+        assert by_kind(objects, "PodDisruptionBudget") and by_kind(objects, "NetworkPolicy")
+        pvc = by_kind(objects, "PersistentVolumeClaim")["topictag-adapters"]
+        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert "topictag-teacher" in by_kind(gpu, "Deployment") and "topictag-teacher" not in by_kind(dev, "Deployment")
+    assert by_kind(dev, "Kafka") and not by_kind(gpu, "Kafka")  # Strimzi only where the component is used
+
+
+def test_dev_runs_one_replica_of_everything_on_the_cpu():
+    objects = render("dev")
+    for w in workloads(objects):
+        assert w["spec"].get("replicas", 1) == 1, w["metadata"]["name"]
+    for so in by_kind(objects, "ScaledObject").values():
+        assert so["spec"]["maxReplicaCount"] == 1
+    assert by_kind(objects, "HorizontalPodAutoscaler")["topictag-gateway"]["spec"]["maxReplicas"] == 1
+    config = by_kind(objects, "ConfigMap")["topictag-config"]["data"]
+    assert "TOPICTAG_STUDENT_MODEL" not in config  # unset: the embedded SmolLM2
+
+
+def test_trainer_beat_is_a_singleton(rendered):
+    _, objects = rendered
+    beat = by_kind(objects, "Deployment")["topictag-trainer-beat"]
+    assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"]["type"] == "Recreate"
+    assert not any(t["spec"]["scaleTargetRef"]["name"] == "topictag-trainer-beat"
+                   for t in by_kind(objects, "ScaledObject").values())
+
+
+def _pool_rule(pod_spec) -> tuple[str, set[str]]:
+    terms = pod_spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    (expr,) = [e for t in terms for e in t["matchExpressions"] if e["key"] == POOL_LABEL]
+    return expr["operator"], set(expr["values"])
+
+
+def test_gpu_workloads_request_gpus_and_cpu_workloads_stay_off_gpu_nodes(rendered):
+    overlay, objects = rendered
+    gpu_workloads = {"topictag-tagger", "topictag-trainer", "topictag-teacher"} if overlay == "gpu" else set()
+    for w in workloads(objects):
+        name, spec = w["metadata"]["name"], w["spec"]["template"]["spec"]
+        gpus = [int(c["resources"]["limits"].get(GPU, 0)) for c in containers(w)]
+        tolerates = any(t.get("key") == GPU for t in spec.get("tolerations", []))
+        operator, pools = _pool_rule(spec)
+        if name in gpu_workloads:
+            assert sum(gpus) >= 1 and tolerates, name
+            assert operator == "In" and pools <= GPU_POOLS, name
+            for c in containers(w):
+                assert c["resources"]["requests"].get(GPU) == c["resources"]["limits"].get(GPU), name
+        else:
+            assert sum(gpus) == 0 and not tolerates, name
+            assert operator == "NotIn" and pools == GPU_POOLS, name
+
+
+def test_teacher_tensor_parallel_matches_its_gpus():
+    teacher = by_kind(render("gpu"), "Deployment")["topictag-teacher"]
+    (c,) = containers(teacher)
+    assert c["command"] == ["vllm", "serve"] and c["args"][0] == "meta-llama/Meta-Llama-3-70B-Instruct"
+    (tp,) = [int(a.split("=", 1)[1]) for a in c["args"] if a.startswith("--tensor-parallel-size=")]
+    assert tp == int(c["resources"]["limits"][GPU]) > 1
+    assert _pool_rule(teacher["spec"]["template"]["spec"]) == ("In", {"gpu-multi"})
+    config = by_kind(render("gpu"), "ConfigMap")["topictag-config"]["data"]
+    assert config["TOPICTAG_TEACHER_BACKEND"] == "openai"
+    assert urlsplit(config["TOPICTAG_TEACHER_BASE_URL"]).hostname == teacher["metadata"]["name"]
+
+
+def test_every_container_has_probes_resources_and_runs_as_non_root(rendered):
+    _, objects = rendered
+    for w in workloads(objects):
+        pod = w["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, w["metadata"]["name"]
+        assert pod["securityContext"].get("runAsUser", 1) != 0
+        for c in containers(w):
+            where = f'{w["metadata"]["name"]}/{c["name"]}'
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert probe in c, f"{where} has no {probe}"
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"].get(part, {})), f"{where}: {part}"
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False, where
+            assert c["securityContext"].get("runAsUser", 1) != 0, where
+
+
+def test_model_load_gets_a_long_startup_budget(rendered):
+    _, objects = rendered
+    tagger = by_kind(objects, "Deployment")["topictag-tagger"]
+    probe = containers(tagger)[0]["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 10 * 60
+
+
+def test_keda_never_scales_past_the_partitions_of_the_papers_topic(rendered):
+    _, objects = rendered
+    config = by_kind(objects, "ConfigMap")["topictag-config"]["data"]
+    partitions = int(config["TOPICTAG_KAFKA_PARTITIONS"])
+    topic = by_kind(objects, "KafkaTopic").get("papers")
+    if topic:
+        assert topic["spec"]["partitions"] == partitions
+    deployments = by_kind(objects, "Deployment")
+    for so in by_kind(objects, "ScaledObject").values():
+        (trigger,) = so["spec"]["triggers"]
+        assert trigger["type"] == "kafka" and trigger["metadata"]["topic"] == "papers"
+        assert 1 <= so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"] <= partitions
+        # KEDA owns the replica count of what it scales.
+        assert "replicas" not in deployments[so["spec"]["scaleTargetRef"]["name"]]["spec"]
+
+
+def test_secrets_hold_placeholders_only(rendered):
+    _, objects = rendered
+    for secret in by_kind(objects, "Secret").values():
+        assert "data" not in secret, "base64 data hides what is in it: use stringData placeholders"
+        for key, value in secret["stringData"].items():
+            if "://" in value:
+                assert urlsplit(value).password == "CHANGE_ME", key
+            else:
+                assert value == "CHANGE_ME", key
+    for config in by_kind(objects, "ConfigMap").values():
+        for key in config["data"]:
+            assert not re.search(r"PASSWORD|API_KEY|TOKEN|SECRET", key), f"{key} belongs in the Secret"
+        for url in (v for v in config["data"].values() if "://" in v):
+            assert not urlsplit(url).password, url
+
+
+def test_network_policies_cover_every_pod(rendered):
+    _, objects = rendered
+    policies = by_kind(objects, "NetworkPolicy").values()
+    deny = by_kind(objects, "NetworkPolicy")["topictag-default-deny"]
+    assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    for w in workloads(objects):
+        labels = w["spec"]["template"]["metadata"]["labels"]
+        selected = [p for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert deny in selected, w["metadata"]["name"]
+        assert len(selected) >= 2, f'{w["metadata"]["name"]} has no policy of its own'
+
+
+def test_service_monitor_scrapes_the_gateway(rendered):
+    _, objects = rendered
+    monitor = by_kind(objects, "ServiceMonitor")["topictag-gateway"]
+    service = by_kind(objects, "Service")["topictag-gateway"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}

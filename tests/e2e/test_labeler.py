@@ -1,0 +1,215 @@
+"""The labeler on the real broker and store: deterministic sampling, the recorded teacher,
+exactly-once labels, and a teacher outage that parks papers instead of losing them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from kafka import TopicPartition
+from prometheus_client import REGISTRY
+
+from tests.conftest import make_settings
+from tests.e2e.test_stream import drain, wait_until
+from topictag.bus.embedded import free_port
+from topictag.bus.kafka import ensure_topics, group_lag, make_consumer, make_producer
+from topictag.ingest import publish_records
+from topictag.labeler.sampling import UniformSampler
+from topictag.labeler.worker import LabelerWorker
+from topictag.schemas import Paper
+from topictag.settings import KafkaSettings, LabelerSettings, Settings, TeacherSettings
+from topictag.store.models import TeacherLabel
+from topictag.store.repository import Store, open_store
+from topictag.teacher import Answer, Teacher
+from topictag.teacher.openai import OpenAITeacher
+from topictag.teacher.recorded import RecordedTeacher
+
+RATE = 0.5
+MALFORMED = [b"{not json", json.dumps({"arxiv_id": "bad-1", "abstract": ""}).encode()]
+
+
+@pytest.fixture
+def dev_papers(shared_data) -> list[dict]:
+    """Papers the recorded teacher knows (rows of the dev labels file) and some it does not."""
+    dev = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv", keep_default_na=False).head(60)
+    known = [{"arxiv_id": f"dev-{r}", "abstract": a, "categories": "cs.LG"} for r, a in zip(dev["row"], dev["abstract"])]
+    unknown = [{"arxiv_id": f"new-{i}", "abstract": f"A paper nobody labelled, number {i}."} for i in range(20)]
+    return known + unknown
+
+
+class AskedTeacher:
+    """A real teacher that also remembers which papers it was asked about."""
+
+    def __init__(self, teacher: Teacher):
+        self.teacher, self.model = teacher, teacher.model
+        self.asked: Counter[str] = Counter()
+
+    def label(self, papers: Sequence[Paper]) -> list[Answer]:
+        self.asked.update(p.arxiv_id for p in papers)
+        return self.teacher.label(papers)
+
+    def close(self) -> None:
+        self.teacher.close()
+
+
+class Labeler:
+    """A labeler worker in a thread, as `topictag labeler` runs it."""
+
+    def __init__(self, settings: Settings, teacher: Teacher, store: Store):
+        kafka = settings.kafka
+        self.consumer = make_consumer(kafka, settings.labeler.group_id, kafka.papers_topic)
+        self.producer = make_producer(kafka)
+        self.worker = LabelerWorker(settings, teacher, store, self.consumer, self.producer,
+                                    UniformSampler(settings.labeler.sample_rate))
+        self.thread = threading.Thread(target=self.worker.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.worker.stop()
+        self.thread.join(60)
+        self.consumer.close(autocommit=False)
+        self.worker.publisher.close()
+
+
+def settings_for(tmp_path, kafka: KafkaSettings, shared_data) -> Settings:
+    return make_settings(
+        tmp_path,
+        kafka=kafka.model_copy(update={"labels_topic": f"labels-{uuid.uuid4().hex[:8]}"}),
+        labeler=LabelerSettings(group_id=f"labeler-{uuid.uuid4().hex[:6]}", sample_rate=RATE, batch_size=16,
+                                max_wait_ms=200, parked_retry_s=0.5),
+        teacher=TeacherSettings(labels_file=shared_data / "teacher_llama3_70b_dev.csv"),
+    )
+
+
+def publish(kafka: KafkaSettings, rows: list[dict], raw: Sequence[bytes] = ()) -> dict[TopicPartition, int]:
+    """Publish ``rows`` (and ``raw`` messages); the end offset of each partition written."""
+    producer = make_producer(kafka)
+    ends = publish_records(producer, kafka.papers_topic, rows).end_offsets
+    for value in raw:
+        meta = producer.send(kafka.papers_topic, value=value).get(timeout=30)
+        tp = TopicPartition(meta.topic, meta.partition)
+        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    producer.close()
+    return ends
+
+
+def read_labels_topic(kafka: KafkaSettings, want: int) -> list[tuple[str, dict]]:
+    consumer = make_consumer(kafka, f"check-{uuid.uuid4().hex[:6]}", kafka.labels_topic)
+    records = drain(consumer, want, timeout=15)
+    records += drain(consumer, 1, timeout=1)  # anything beyond what was expected
+    consumer.close()
+    return [(r.key.decode(), json.loads(r.value)) for r in records]
+
+
+def sampled_ids(rows: list[dict]) -> set[str]:
+    sampler = UniformSampler(RATE)
+    return {r["arxiv_id"] for r in rows if sampler.wants(Paper(**r))}
+
+
+def invalid_count() -> float:
+    return REGISTRY.get_sample_value("topictag_labeler_invalid_total") or 0.0
+
+
+def test_sampled_papers_get_teacher_labels_exactly_once(tmp_path, kafka, shared_data, dev_papers):
+    settings = settings_for(tmp_path, kafka, shared_data)
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store_url)
+    expected = {i for i in sampled_ids(dev_papers) if i.startswith("dev-")}
+    assert 15 < len(expected) < 45  # about half of the 60 the teacher knows
+    assert len(sampled_ids(dev_papers)) > len(expected)  # some sampled papers it does not know
+
+    invalid_before = invalid_count()
+    first = publish(settings.kafka, dev_papers, MALFORMED)
+    again = publish(settings.kafka, dev_papers[:30])  # published twice: no second label, no second question
+    ends = {tp: max(first.get(tp, 0), again.get(tp, 0)) for tp in first.keys() | again.keys()}
+    teacher = AskedTeacher(RecordedTeacher(settings.teacher_labels_file, settings.teacher.model))
+    with Labeler(settings, teacher, store):
+        wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 60, "commits")
+    assert store.count_teacher_labels() == len(expected)  # unknown papers are skipped, never invented
+    assert store.labelled_ids(sorted(expected), teacher.model) == expected
+    assert {i for i, n in teacher.asked.items() if i in expected and n == 1} == expected
+    assert invalid_count() == invalid_before + len(MALFORMED)
+
+    published = read_labels_topic(settings.kafka, len(expected))
+    assert sorted(key for key, _ in published) == sorted(expected)
+    papers = [Paper(**r) for r in dev_papers if r["arxiv_id"] in expected]
+    answers = dict(zip((p.arxiv_id for p in papers), teacher.teacher.label(papers)))
+    for key, message in published:
+        assert message["arxiv_id"] == key and message["topic"] == answers[key]
+        assert message["teacher_model"] == settings.teacher.model
+        assert datetime.fromisoformat(message["labelled_at"]).tzinfo is not None
+
+    # Replaying the whole topic (a new group) neither asks the teacher again nor adds a label.
+    group = f"replay-{uuid.uuid4().hex[:6]}"
+    replay = settings.model_copy(update={"labeler": settings.labeler.model_copy(update={"group_id": group})})
+    teacher.asked.clear()
+    with Labeler(replay, teacher, store):
+        wait_until(lambda: group_lag(settings.kafka, group, ends) == 0, 60, "replay commits")
+    assert not expected & set(teacher.asked)
+    assert store.count_teacher_labels() == len(expected)
+    assert len(read_labels_topic(settings.kafka, len(expected))) == len(expected)
+    store.close()
+
+
+def test_teacher_outage_parks_papers_and_resumes(tmp_path, kafka, shared_data, dev_papers):
+    settings = settings_for(tmp_path, kafka, shared_data)
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store_url)
+    known = [p for p in dev_papers if p["arxiv_id"].startswith("dev-")][:20]
+    sampled = sampled_ids(known)
+    ends = publish(settings.kafka, known)
+
+    # Nothing listens on that port: every call fails after its retries.
+    down = OpenAITeacher(TeacherSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1,
+                                         backoff_s=0.01, breaker_failures=100, timeout_s=0.5))
+    with Labeler(settings, down, store):
+        wait_until(lambda: store.count_parked() == len(sampled), 60, "sampled papers parked")
+        wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 30, "commits")
+    down.close()
+    parked = store.due_parked(datetime.now(timezone.utc) + timedelta(days=1), 100)
+    assert {p.arxiv_id for p in parked} == sampled
+    assert all(p.attempts >= 1 and p.reason.startswith("unreachable") for p in parked)
+    assert store.count_teacher_labels() == 0
+
+    # The teacher is back: the parked papers are labelled on the parked retry (the offsets
+    # were committed, so nothing else would bring them back).
+    recorded = RecordedTeacher(settings.teacher_labels_file, settings.teacher.model)
+    with Labeler(settings, recorded, store):
+        wait_until(lambda: store.count_parked() == 0, 30, "parked papers labelled")
+    assert store.labelled_ids(sorted(sampled), recorded.model) == sampled
+    assert sorted(key for key, _ in read_labels_topic(settings.kafka, len(sampled))) == sorted(sampled)
+    store.close()
+
+
+def test_store_keeps_one_label_per_paper_and_teacher_and_parks_papers(store):
+    now = datetime.now(timezone.utc)
+
+    def label(arxiv_id: str, topic: str, model: str = "llama-70b") -> TeacherLabel:
+        return TeacherLabel(arxiv_id=arxiv_id, abstract="An abstract.", topic=topic, teacher_model=model, labelled_at=now)
+
+    store.save_teacher_labels([label("a", "Old Topic"), label("b", "Graph Learning")])
+    store.save_teacher_labels([label("a", "New Topic"), label("a", "Another Teacher's Topic", "gpt-4")])
+    assert store.count_teacher_labels() == 3
+    assert store.labelled_ids(["a", "b", "c"], "llama-70b") == {"a", "b"}
+    assert store.labelled_ids(["a", "b"], "gpt-4") == {"a"}
+
+    paper = Paper(arxiv_id="p", title="T", abstract="Parked abstract.")
+    store.park(paper, "http 503", now + timedelta(minutes=1), attempts=1)
+    store.park(paper, "timeout", now + timedelta(minutes=2), attempts=2)  # parked again: one row, updated
+    store.park(Paper(arxiv_id="q", abstract="Due now."), "http 500", now - timedelta(seconds=1))
+    assert store.count_parked() == 2
+    assert [p.arxiv_id for p in store.due_parked(now, 10)] == ["q"]
+    due = {p.arxiv_id: p for p in store.due_parked(now + timedelta(minutes=3), 10)}
+    assert set(due) == {"p", "q"} and (due["p"].reason, due["p"].attempts) == ("timeout", 2)
+    assert Paper.model_validate_json(due["p"].payload) == paper
+    store.unpark(["p", "q"])
+    assert store.count_parked() == 0

@@ -1,0 +1,41 @@
+"""The student engines on the real SmolLM2 model."""
+
+import pytest
+
+from topictag.schemas import Paper
+from topictag.settings import Settings, StudentSettings
+from topictag.student.normalise import MAX_TOPIC_CHARS, MAX_TOPIC_WORDS
+
+pytestmark = pytest.mark.model
+
+
+def papers_from(rows):
+    return [Paper(arxiv_id=r["arxiv_id"], title=r["title"], abstract=r["abstract"]) for r in rows]
+
+
+def assert_sane(topics, n):
+    assert len(topics) == n
+    for t in topics:
+        assert t and "\n" not in t
+        assert len(t) <= MAX_TOPIC_CHARS and len(t.split()) <= MAX_TOPIC_WORDS
+        assert not t.lower().startswith("the topic")
+
+
+def test_vllm_engine_gives_one_clean_topic_per_paper(student_engine, sample_papers):
+    predictions = student_engine.predict(papers_from(sample_papers[:8]))
+    assert_sane([p.topic for p in predictions], 8)
+    assert student_engine.adapter_version == "base"
+
+
+def test_overlong_abstract_is_cut_to_fit_the_context(student_engine, sample_papers):
+    long = Paper(arxiv_id="x", abstract=" ".join(r["abstract"] for r in sample_papers[:6]))
+    assert len(student_engine.tokenizer.encode(long.abstract)) > student_engine.settings.student.max_model_len
+    assert_sane([p.topic for p in student_engine.predict([long])], 1)
+
+
+def test_transformers_engine_agrees_in_form(sample_papers):
+    from topictag.student.engine import create_engine
+
+    engine = create_engine(Settings(student=StudentSettings(engine="transformers")))
+    assert type(engine).__name__ == "TransformersEngine"
+    assert_sane([p.topic for p in engine.predict(papers_from(sample_papers[:4]))], 4)

@@ -1,0 +1,107 @@
+"""Topic clusters, trends and semantic search over a real store and real embeddings."""
+
+from datetime import date, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.integration.test_store import tagged
+from topictag.gateway.app import create_app
+from topictag.settings import Settings
+from topictag.topics.index import TopicIndex
+
+TOPICS = [
+    "Anomaly Detection in Time Series",
+    "Time Series Anomaly Detection",
+    "Anomaly Detection in Time Series",
+    "Graph Neural Networks for Molecules",
+    "Federated Learning",
+    "Federated Learning",
+    "Federated Learning",
+]
+
+
+@pytest.fixture
+def indexed(store):
+    index = TopicIndex(store, threshold=0.85)
+    batch = [tagged(i, t) for i, t in enumerate(TOPICS)]
+    store.save_tagged(batch)
+    index.add(batch)
+    return store, index
+
+
+def cluster_of(store, topic):
+    from sqlmodel import Session
+
+    from topictag.store.models import TopicText
+
+    with Session(store.engine) as s:
+        return s.get(TopicText, topic).cluster_id
+
+
+def test_near_duplicate_topics_share_a_cluster(indexed):
+    store, index = indexed
+    assert cluster_of(store, "Anomaly Detection in Time Series") == cluster_of(store, "Time Series Anomaly Detection")
+    assert cluster_of(store, "Federated Learning") != cluster_of(store, "Graph Neural Networks for Molecules")
+
+
+def test_cluster_ids_are_stable_as_papers_arrive(indexed):
+    store, index = indexed
+    before = cluster_of(store, "Federated Learning")
+    more = [tagged(100 + i, t) for i, t in enumerate(["Federated Learning Systems", "Protein Folding", "Federated Learning"])]
+    store.save_tagged(more)
+    TopicIndex(store).add(more)  # a second tagger process: reads the clusters from the store
+    assert cluster_of(store, "Federated Learning") == before
+    assert cluster_of(store, "Federated Learning Systems") == before
+
+
+def test_clusters_endpoint_and_filter(indexed):
+    store, _ = indexed
+    with TestClient(create_app(Settings(), store=store)) as c:
+        items = c.get("/v1/topics/clusters").json()["items"]
+        assert [i["papers"] for i in items] == [3, 3, 1]  # largest first
+        assert next(i for i in items if i["label"] == "Federated Learning")["papers"] == 3
+        anomaly = next(i for i in items if "Anomaly" in i["label"])
+        assert anomaly["label"] == "Anomaly Detection in Time Series"  # the most common wording
+        assert anomaly["papers"] == 3
+        assert {t["topic"] for t in anomaly["topics"]} == {"Anomaly Detection in Time Series", "Time Series Anomaly Detection"}
+        papers = c.get("/v1/papers", params={"cluster": anomaly["id"]}).json()["items"]
+        assert len(papers) == 3
+        assert c.get(f"/v1/topics/clusters/{anomaly['id']}").json()["papers"] == 3
+        assert c.get("/v1/topics/clusters/999999").status_code == 404
+        assert c.get("/v1/papers", params={"category": "cs.LG"}).json()["items"]
+        assert c.get("/v1/papers", params={"category": "cs.L"}).json()["items"] == []
+
+
+def test_semantic_search_finds_the_meaning(indexed):
+    store, _ = indexed
+    with TestClient(create_app(Settings(), store=store)) as c:
+        hits = c.get("/v1/search", params={"q": "detecting outliers in sensor signals over time"}).json()["items"]
+        assert "Anomaly" in hits[0]["topic"]
+        assert hits[0]["score"] >= hits[-1]["score"]
+        assert c.get("/v1/search", params={"q": ""}).status_code == 422
+
+
+def test_trends_and_rising(store):
+    index = TopicIndex(store)
+    start = date(2026, 1, 1)
+    batch = []
+    for week in range(9):
+        # "Federated Learning" steady, "Diffusion Models" only in the last weeks
+        for k in range(2):
+            batch.append(tagged(week * 10 + k, "Federated Learning"))
+        if week >= 6:
+            for k in range(3):
+                batch.append(tagged(week * 10 + 5 + k, "Diffusion Models"))
+    for paper, result in batch:
+        week = int(paper.arxiv_id[-5:]) // 10
+        paper.published = start + timedelta(weeks=week)
+    store.save_tagged(batch)
+    index.add(batch)
+    with TestClient(create_app(Settings(), store=store)) as c:
+        body = c.get("/v1/topics/trends", params={"weeks": 9}).json()
+    assert len(body["weeks"]) >= 8
+    labels = [s["label"] for s in body["series"]]
+    assert set(labels) == {"Federated Learning", "Diffusion Models"}
+    assert body["rising"][0]["label"] == "Diffusion Models"
+    assert all(sum(s["counts"]) > 0 for s in body["series"])

@@ -1,0 +1,40 @@
+import pandas as pd
+import pytest
+
+from topictag.evaluation import comparable, score
+
+
+def test_reproduces_the_original_projects_figures(shared_data):
+    """On the 750 dev rows the original 8B student scores BLEU-3 34.64, ROUGE-1 F 52.66 and
+    original-method BLEU 43.61 (../shared/data/README.md)."""
+    dev = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv", keep_default_na=False)
+    result = score(dev["original_student_prediction"].tolist(), dev["teacher_topic"].tolist(), embeddings=False)
+    assert result["n"] == 750
+    assert result["bleu3"] == pytest.approx(34.64, abs=0.01)
+    assert result["rouge1_f"] == pytest.approx(52.66, abs=0.01)
+    assert result["original_bleu"] == pytest.approx(43.61, abs=0.01)
+
+
+def test_identical_topics_score_full_marks():
+    topics = ["Graph Neural Networks", "Federated Learning Privacy", "Anomaly Detection in Time Series"]
+    result = score(topics, topics)
+    assert result["bleu3"] == pytest.approx(100)
+    assert result["rouge1_f"] == pytest.approx(100)
+    assert result["exact_match"] == 100
+    assert result["embedding_similarity"] == pytest.approx(100, abs=0.01)
+
+
+def test_unrelated_topics_score_low_and_empty_answers_count_as_misses():
+    result = score(["Protein Folding", ""], ["Federated Learning", "Graph Neural Networks"])
+    assert result["rouge1_f"] == 0
+    assert result["exact_match"] == 0
+    assert result["embedding_similarity"] < 40
+
+
+def test_quotes_and_case_do_not_count():
+    assert comparable('"Network Embedding"') == comparable("network embedding")
+
+
+def test_length_mismatch_is_an_error():
+    with pytest.raises(ValueError):
+        score(["a"], ["a", "b"])

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from bench.common import bar_chart, dev_split, write
+from topictag.hardware import resolve_dtype
 from topictag.schemas import Paper
-from topictag.settings import StudentSettings, get_settings
+from topictag.settings import get_settings
 from topictag.student.engine import Adapter, create_engine
 
 
@@ -44,13 +45,13 @@ def main() -> None:
     runs = {}
     for name, engine_kind, dtype, batch, n in (
         ("HF generate, one at a time (original method)", "transformers", "float32", 1, args.one_at_a_time + 1),
-        ("HF generate, batched", "transformers", "bfloat16", 16, len(papers)),
-        ("vLLM, batched (tagger)", "vllm", "bfloat16", 64, len(papers)),
+        ("HF generate, batched", "transformers", "auto", 16, len(papers)),
+        ("vLLM, batched (tagger)", "vllm", "auto", 64, len(papers)),
     ):
-        student = settings.student.model_copy(update={"engine": engine_kind, "dtype": dtype})
+        student = settings.student.model_copy(update={"engine": engine_kind, "dtype": resolve_dtype(dtype)})
         engine = create_engine(settings.model_copy(update={"student": student}))
         engine.use_adapter(adapter)
-        runs[name] = measure(engine, papers[:n], batch) | {"engine_start_s": round(engine.startup_s, 1), "dtype": dtype}
+        runs[name] = measure(engine, papers[:n], batch) | {"engine_start_s": round(engine.startup_s, 1), "dtype": resolve_dtype(dtype)}
         engine.close()
         print(name, runs[name], flush=True)
     base = runs["HF generate, one at a time (original method)"]["papers_per_s"]

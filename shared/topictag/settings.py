@@ -95,7 +95,9 @@ class StudentSettings(BaseSettings):
     )
     model_name: str = Field("SmolLM2-135M-Instruct", description="Name recorded with each tag.")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="Compute dtype of the engine."
+        "auto",
+        description="Compute dtype of the engine. auto: bfloat16 where the hardware computes it natively "
+        "(GPUs, CPUs with AMX/AVX512-BF16), else float32 (emulated bf16 is tens of times slower).",
     )
     max_model_len: int = Field(1024, description="Context length the engine reserves per sequence.")
     max_abstract_tokens: int = Field(
@@ -151,6 +153,8 @@ class LabelerSettings(BaseSettings):
     batch_size: int = Field(16, ge=1)
     max_wait_ms: int = Field(500, ge=0)
     parked_retry_s: float = Field(60.0, description="How often parked papers are offered to the teacher again.")
+    retry_backoff_s: float = Field(1.0, description="First back-off when the store is unavailable.")
+    retry_backoff_max_s: float = Field(30.0, description="Longest back-off between store retries.")
 
 
 class TrainerSettings(BaseSettings):
@@ -201,7 +205,11 @@ class DistillSettings(BaseSettings):
     lora_top_layers: int = Field(
         15, ge=0, description="LoRA on the top N transformer layers only (0: all); back-propagation stops below them."
     )
-    bf16: bool = Field(True, description="bf16 autocast (AMX/AVX512-BF16 on CPUs that have it; GPUs).")
+    bf16: bool | None = Field(
+        None,
+        description="bf16 autocast. Unset: on where the hardware computes bf16 natively (GPUs, CPUs with "
+        "AMX/AVX512-BF16), off elsewhere.",
+    )
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory (off: faster on a CPU).")
     padding_free: bool = Field(
         False,

@@ -23,7 +23,7 @@ from topictag.ingest import publish_records
 from topictag.labeler.sampling import UniformSampler
 from topictag.labeler.worker import LabelerWorker
 from topictag.schemas import Paper
-from topictag.settings import KafkaSettings, LabelerSettings, Settings, TeacherSettings
+from topictag.settings import KafkaSettings, LabelerSettings, Settings, StoreSettings, TeacherSettings
 from topictag.store.models import TeacherLabel
 from topictag.store.repository import Store, open_store
 from topictag.teacher import Answer, Teacher
@@ -213,3 +213,53 @@ def test_store_keeps_one_label_per_paper_and_teacher_and_parks_papers(store):
     assert Paper.model_validate_json(due["p"].payload) == paper
     store.unpark(["p", "q"])
     assert store.count_parked() == 0
+
+
+def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, shared_data, dev_papers, postgres_url):
+    """Fault: the database becomes unreachable while the labeler runs. Must hold: the worker
+    lives on, commits no offset while the store is away, and once it returns every sampled
+    paper has exactly one label."""
+    from sqlmodel import SQLModel
+
+    from tests.reliability.test_faults import TcpProxy
+
+    proxy = TcpProxy(5432)
+    url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    base = settings_for(tmp_path, kafka, shared_data)
+    settings = base.model_copy(update={
+        "store": StoreSettings(url=url),
+        "labeler": base.labeler.model_copy(update={"retry_backoff_s": 0.2, "retry_backoff_max_s": 1.0}),
+    })
+    ensure_topics(settings.kafka)
+    store = open_store(url)
+    SQLModel.metadata.drop_all(store.engine)
+    store.create_schema()
+    checker = open_store(postgres_url)  # the test's own view, not through the proxy
+    known = [p for p in dev_papers if p["arxiv_id"].startswith("dev-")][:40]
+    first, second = known[:20], known[20:]
+    retries_before = REGISTRY.get_sample_value("topictag_store_retries_total") or 0.0
+    teacher = RecordedTeacher(settings.teacher_labels_file, settings.teacher.model)
+    try:
+        with Labeler(settings, teacher, store) as labeler:
+            ends = publish(settings.kafka, first)
+            wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 60, "the first commits")
+            assert checker.count_teacher_labels() == len(sampled_ids(first))
+
+            proxy.cut()
+            more = publish(settings.kafka, second)
+            ends = {tp: max(ends.get(tp, 0), more.get(tp, 0)) for tp in ends.keys() | more.keys()}
+            wait_until(lambda: (REGISTRY.get_sample_value("topictag_store_retries_total") or 0.0) > retries_before,
+                       30, "a store retry")
+            assert labeler.thread.is_alive()
+            assert group_lag(settings.kafka, settings.labeler.group_id, ends) > 0  # nothing committed meanwhile
+            assert checker.count_teacher_labels() == len(sampled_ids(first))
+
+            proxy.restore()
+            wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 90, "commits after the outage")
+        expected = sampled_ids(known)
+        assert checker.count_teacher_labels() == len(expected)
+        assert checker.labelled_ids(sorted(expected), teacher.model) == expected
+    finally:
+        proxy.close()
+        store.close()
+        checker.close()

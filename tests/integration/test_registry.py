@@ -3,7 +3,10 @@
 import json
 import time
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
+from sqlmodel import Session, select
 
 from topictag.adapters.registry import (
     AdapterRefused,
@@ -11,16 +14,25 @@ from topictag.adapters.registry import (
     adapter_sha256,
     decide_promotion,
 )
+from topictag.settings import PathSettings, Settings
+from topictag.store.models import TrainingRun
 from topictag.trainer import lease
+from topictag.trainer.pipeline import TrainingPipeline
 
 BASE = "SmolLM2-135M-Instruct"
 
 
-def adapter_dir(root, name, base=BASE, weights=b"weights"):
+def adapter_dir(root, name, base=BASE):
+    """A small but real LoRA adapter folder: a peft config and safetensors weights whose
+    values differ per name (so checksums do)."""
     path = root / name
     path.mkdir()
-    (path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": f"/models/{base}", "r": 8}))
-    (path / "adapter_model.safetensors").write_bytes(weights + name.encode())
+    config = {"peft_type": "LORA", "base_model_name_or_path": f"/models/{base}", "r": 8, "lora_alpha": 16}
+    (path / "adapter_config.json").write_text(json.dumps(config))
+    seed = sum(name.encode())
+    prefix = "base_model.model.model.layers.0.self_attn.q_proj"
+    save_file({f"{prefix}.lora_A.weight": np.full((8, 16), seed, np.float32),
+               f"{prefix}.lora_B.weight": np.zeros((16, 8), np.float32)}, str(path / "adapter_model.safetensors"))
     return path
 
 
@@ -75,6 +87,25 @@ def test_corrupted_adapter_is_refused_and_production_stays(registry, tmp_path):
     assert registry.production().version == "v1"
 
 
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda p: (p / "adapter_model.safetensors").write_bytes(b"not weights"), "unreadable weights"),
+        (lambda p: (p / "adapter_config.json").write_text("{not json"), "unreadable adapter_config.json"),
+        (lambda p: (p / "adapter_config.json").write_text('{"peft_type": "LORA"}'), "no LoRA rank"),
+        (lambda p: save_file({"lm_head.weight": np.zeros((2, 2), np.float32)}, str(p / "adapter_model.safetensors")),
+         "no LoRA weights"),
+        (lambda p: (p / "adapter_model.safetensors").unlink(), "no adapter_model.safetensors"),
+    ],
+)
+def test_unreadable_adapter_is_never_registered(registry, tmp_path, damage, why):
+    path = adapter_dir(tmp_path, "broken")
+    damage(path)
+    with pytest.raises(AdapterRefused, match=why):
+        registry.register("v1", path, base_model=BASE, metrics={}, training_config={}, label_snapshot={})
+    assert registry.list() == []
+
+
 def test_adapter_for_another_base_model_is_refused(registry, tmp_path):
     register(registry, tmp_path, base="Meta-Llama-3-8B-Instruct")
     with pytest.raises(AdapterRefused, match="base model"):
@@ -117,3 +148,23 @@ def test_held_lease_is_renewed_while_the_block_runs(store):
         with lease.held(store, "training", "b", ttl_s=60) as other:
             assert other is False
     assert lease.acquire(store, "training", "b", ttl_s=60)
+
+
+def test_training_after_a_crash_cleans_up_what_the_killed_one_left(store, tmp_path):
+    """A worker killed mid-training leaves a "running" row and a hidden staging folder; the
+    next training to take the lease marks the row failed and deletes the folder."""
+    from datetime import datetime, timezone
+
+    settings = Settings(paths=PathSettings(data_dir=tmp_path / "data"))
+    staging = settings.adapters_dir / ".v1-abc123"
+    (staging / "adapter").mkdir(parents=True)
+    with Session(store.engine) as s:
+        s.add(TrainingRun(request_id="killed", status="running", started_at=datetime.now(timezone.utc)))
+        s.commit()
+    pipeline = TrainingPipeline(settings, store, AdapterRegistry(store), engine_factory=None)
+    outcome = pipeline.run("next")  # no labels yet: it is skipped, after the clean-up
+    assert outcome.status == "skipped"
+    with Session(store.engine) as s:
+        killed = s.exec(select(TrainingRun).where(TrainingRun.request_id == "killed")).one()
+    assert killed.status == "failed" and killed.finished_at is not None and "interrupted" in killed.detail
+    assert not staging.exists() and list(settings.adapters_dir.iterdir()) == []

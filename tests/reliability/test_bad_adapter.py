@@ -5,10 +5,10 @@ engine, without a restart.
 Covered elsewhere: files changed after registration (checksum) at promotion and in the
 tagger (tests/e2e/test_hot_swap.py), another base model at promotion
 (tests/integration/test_registry.py), a worse candidate refused by the promotion rule
-(tests/e2e/test_loop.py, tests/reliability/test_trainer_kill.py). Here: adapters that pass
-the registry's checks but cannot be served - unreadable weights registered as they are, a
-rank over the engine's limit - and one trained for another base model, promoted by a
-trainer configured for that model.
+(tests/e2e/test_loop.py, tests/reliability/test_trainer_kill.py). Here: unreadable weights,
+which the registry refuses to register; an adapter that passes the registry's checks but
+cannot be served (a rank over the engine's limit); and one trained for another base model,
+promoted by a trainer configured for that model.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import make_settings
 from tests.e2e.test_stream import Tagger, wait_until
 from topictag.adapters.events import ModelEventPublisher, ProductionAdapterWatch, model_event_consumer
-from topictag.adapters.registry import AdapterRegistry
+from topictag.adapters.registry import AdapterRefused, AdapterRegistry
 from topictag.bus.kafka import ensure_topics, make_producer
 from topictag.ingest import publish_records
 from topictag.settings import Settings, TaggerSettings
@@ -51,7 +51,7 @@ def adapter_dirs(tmp_path_factory):
         model.save_pretrained(root / name)
         base = model.unload()
     shutil.copytree(root / "good", root / "garbage")
-    (root / "garbage" / "adapter_model.safetensors").write_bytes(b"not weights, registered as they are")
+    (root / "garbage" / "adapter_model.safetensors").write_bytes(b"not weights")
     shutil.copytree(root / "good", root / "other-base")
     config = json.loads((root / "other-base" / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = f"meta-llama/{OTHER_BASE}"
@@ -88,8 +88,9 @@ def test_tagger_refuses_bad_adapters_and_keeps_serving(tmp_path, kafka, student_
             wait_until(lambda: student_engine.adapter_version == good.version, 60, "the switch to the good adapter")
             assert tag_some(4) == {good.version}
 
+            with pytest.raises(AdapterRefused, match="unreadable weights"):
+                register("garbage")
             bad = {
-                register("garbage").version: "could not load",  # the registry's checks pass: its checksum is of the garbage
                 register("rank32").version: "greater than max_lora_rank",
                 register("other-base", base=OTHER_BASE).version: "trained for base model",
             }

@@ -3,7 +3,8 @@ again (Celery's acks_late redelivers an unacknowledged task).
 
 Must hold: no half-written adapter is visible, the registry has no row for it, the
 single-flight lease lapses by itself, the redelivered task then trains (once: a third
-delivery is a duplicate), and what it registers is whole and checksummed.
+delivery is a duplicate), what it registers is whole and checksummed, and the next
+training removes the staging folder the killed one left.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def test_trainer_killed_mid_training_leaves_nothing_half_written(tmp_path, share
     [row] = registry.list()
     assert row.version == run.version and row.status == {"promoted": "production", "refused": "refused"}[run.status]
     assert adapter_sha256(row.path) == row.sha256  # whole, and what was registered
-    assert sorted(p.name for p in adapters.iterdir() if not p.name.startswith(".")) == [row.version]
+    assert sorted(p.name for p in adapters.iterdir()) == [row.version]  # the staging folder was cleaned up
     assert lease_row(store) is None  # released
 
     # 4. Delivered a third time: a duplicate, nothing trains, nothing is registered.

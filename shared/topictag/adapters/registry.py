@@ -43,6 +43,30 @@ def adapter_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_adapter_files(path: Path) -> None:
+    """Refuse a folder that is not a readable LoRA adapter: its config must parse and its
+    weights file must be safetensors holding LoRA tensors. Reads headers only."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    for name in ADAPTER_FILES:
+        if not (path / name).is_file():
+            raise AdapterRefused(f"{path} has no {name}")
+    try:
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdapterRefused(f"{path}: unreadable adapter_config.json ({exc})") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("r"), int) or config["r"] < 1:
+        raise AdapterRefused(f"{path}: adapter_config.json has no LoRA rank 'r'")
+    try:
+        with safe_open(str(path / "adapter_model.safetensors"), framework="pt") as weights:
+            names = list(weights.keys())
+    except (OSError, SafetensorError) as exc:
+        raise AdapterRefused(f"{path}: unreadable weights in adapter_model.safetensors ({exc})") from exc
+    if not any("lora_" in name for name in names):
+        raise AdapterRefused(f"{path}: adapter_model.safetensors holds no LoRA weights")
+
+
 def verify_adapter(row: AdapterVersion, base_model: str) -> None:
     """Refuse an adapter whose files changed since registration or that was trained for
     another base model."""
@@ -110,6 +134,7 @@ class AdapterRegistry:
         training_config: dict,
         label_snapshot: dict,
     ) -> AdapterVersion:
+        check_adapter_files(path)
         row = AdapterVersion(
             version=version,
             path=str(Path(path).resolve()),

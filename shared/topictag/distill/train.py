@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from topictag.adapters.registry import adapter_sha256
+from topictag.hardware import native_bf16
 from topictag.settings import Settings
 from topictag.student.engine import Adapter, StudentEngine
 
@@ -99,7 +100,7 @@ def _trainer(settings: Settings, train: pd.DataFrame, output_dir: Path, callback
         warmup_steps=cfg.warmup_steps,
         weight_decay=0.0,
         # trl turns both on by default; on a CPU they cost more than they save.
-        bf16=cfg.bf16,
+        bf16=native_bf16() if cfg.bf16 is None else cfg.bf16,
         gradient_checkpointing=cfg.gradient_checkpointing,
         padding_free=cfg.padding_free,
         completion_only_loss=True,

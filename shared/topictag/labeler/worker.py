@@ -27,6 +27,7 @@ from topictag.schemas import InvalidPaper, Paper, decode_paper
 from topictag.settings import Settings
 from topictag.store.models import TeacherLabel
 from topictag.store.repository import Store
+from topictag.store.retry import with_store_retries
 from topictag.teacher import Failure, Teacher
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,16 @@ class LabelerWorker:
 
     def run(self) -> None:
         cfg = self.settings.labeler
+        retrying = dict(stopping=self.stopping, first_s=cfg.retry_backoff_s, max_s=cfg.retry_backoff_max_s)
         while not self.stopping.is_set():
             if time.monotonic() >= self._next_parked_check:
-                self.retry_parked()
+                with_store_retries(self.retry_parked, what="retrying parked papers", **retrying)
                 self._next_parked_check = time.monotonic() + cfg.parked_retry_s
             records = poll_batch(self.consumer, cfg.batch_size, cfg.max_wait_ms, self.stopping)
             if records:
-                self.process(records)
+                # A batch is idempotent (labels already stored are not asked for again, parking
+                # is an upsert): while the store is down it is held and processed again.
+                with_store_retries(lambda: self.process(records), what="labelling a batch", **retrying)
 
     def process(self, records: list[ConsumerRecord]) -> LabelOutcome:
         outcome = LabelOutcome()

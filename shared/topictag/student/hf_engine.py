@@ -7,6 +7,7 @@ import contextlib
 
 import torch
 
+from topictag.hardware import resolve_dtype
 from topictag.settings import Settings
 from topictag.student.engine import Adapter, AdapterLoadError, StudentEngine
 
@@ -22,7 +23,7 @@ class TransformersEngine(StudentEngine):
         self._tokenizer.padding_side = "left"  # decoder-only batches are padded on the left
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
-        dtype = _DTYPES.get(settings.student.dtype, "auto")
+        dtype = _DTYPES[resolve_dtype(settings.student.dtype)]
         self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).eval()
         self.model = self.base
         self._loaded: set[str] = set()

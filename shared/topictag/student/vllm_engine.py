@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from topictag.hardware import resolve_dtype
 from topictag.settings import Settings
 from topictag.student.engine import Adapter, AdapterLoadError, StudentEngine
 
@@ -26,7 +27,7 @@ class VllmEngine(StudentEngine):
             memory = {"kv_cache_memory_bytes": int(cfg.kv_cache_gib * _GIB)}
         self.llm = LLM(
             model=model_path,
-            dtype=cfg.dtype,
+            dtype=resolve_dtype(cfg.dtype),
             max_model_len=cfg.max_model_len,
             enable_lora=True,
             max_lora_rank=cfg.max_lora_rank,

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
-from sqlalchemy.exc import SQLAlchemyError
 
 from topictag import metrics
 from topictag.adapters.events import ProductionAdapterWatch
@@ -28,6 +27,7 @@ from topictag.bus.publish import Message, ReliablePublisher
 from topictag.schemas import InvalidPaper, Paper, TagResult, decode_paper
 from topictag.settings import Settings
 from topictag.store.repository import Store
+from topictag.store.retry import with_store_retries
 from topictag.topics.index import TopicIndex
 from topictag.student.engine import StudentEngine
 
@@ -152,20 +152,16 @@ class TaggerWorker:
 
     def _save(self, tagged: list[tuple[Paper, TagResult]]) -> bool:
         """Write to the store, backing off while it is unavailable. False if asked to stop."""
+
+        def save() -> bool:
+            self.store.save_tagged(tagged)
+            if self.topic_index:
+                self.topic_index.add(tagged)
+            return True
+
         cfg = self.settings.tagger
-        backoff = cfg.retry_backoff_s
-        while True:
-            try:
-                self.store.save_tagged(tagged)
-                if self.topic_index:
-                    self.topic_index.add(tagged)
-                return True
-            except SQLAlchemyError as exc:
-                metrics.STORE_RETRIES.inc()
-                log.warning("store write failed (%s); retrying in %.1f s", exc.__class__.__name__, backoff)
-                if self.stopping.wait(backoff):
-                    return False
-                backoff = min(backoff * 2, cfg.retry_backoff_max_s)
+        return bool(with_store_retries(save, self.stopping, first_s=cfg.retry_backoff_s,
+                                       max_s=cfg.retry_backoff_max_s, what="store write"))
 
     def _commit(self, records: list[ConsumerRecord]) -> bool:
         try:

@@ -102,7 +102,26 @@ class TrainingPipeline:
                 return TrainingOutcome(request_id, "duplicate", f"request already {existing.status}", existing.version)
             if not got:
                 return TrainingOutcome(request_id, "busy", "another training holds the lock")
+            self._recover_interrupted()
             return self._train(request_id)
+
+    def _recover_interrupted(self) -> None:
+        """With the lease held no other training runs: a "running" row or a staging folder
+        is what a killed worker left behind. The row is marked failed (its request trains
+        again when redelivered or re-triggered); the half-written adapter is deleted."""
+        with Session(self.store.engine) as s:
+            for run in s.exec(select(TrainingRun).where(TrainingRun.status == "running")).all():
+                run.status, run.finished_at = "failed", _now()
+                run.detail = "interrupted: the worker stopped before the training finished"
+                s.add(run)
+                log.warning("training %s was interrupted; marked failed", run.request_id,
+                            extra={"request_id": run.request_id})
+            s.commit()
+        adapters = self.settings.adapters_dir
+        for staging in adapters.glob(".*") if adapters.is_dir() else ():
+            if staging.is_dir():  # distill stages into .<version>-XXXX and renames when whole
+                log.warning("removing %s, left by an interrupted training", staging)
+                shutil.rmtree(staging, ignore_errors=True)
 
     def _train(self, request_id: str) -> TrainingOutcome:
         from topictag.distill.dataset import split_labels

@@ -48,7 +48,7 @@ def plain_trl(train, steps: int, out):
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32),
         args=SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=8, learning_rate=2e-4,
-                       bf16=False, gradient_checkpointing=True, use_cpu=True, save_strategy="no", report_to=[],
+                       bf16=False, gradient_checkpointing=True, use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to=[],
                        disable_tqdm=True, logging_steps=1000),
         train_dataset=to_sft_dataset(train, tokenizer, settings),
         processing_class=tokenizer,

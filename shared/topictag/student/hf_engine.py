@@ -24,7 +24,8 @@ class TransformersEngine(StudentEngine):
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
         dtype = _DTYPES[resolve_dtype(settings.student.dtype)]
-        self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).eval()
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
         self.model = self.base
         self._loaded: set[str] = set()
 
@@ -54,7 +55,7 @@ class TransformersEngine(StudentEngine):
             self._tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
         ]
-        batch = self._tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = self._tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         # peft injects LoRA layers into the base model in place: serving the base model
         # after an adapter means switching the adapters off, not unwrapping.
         base_only = self.adapter is None and self.model is not self.base

@@ -99,8 +99,12 @@ class TrainingPipeline:
             existing = self._run_row(request_id)
             if existing is not None and (existing.status in FINISHED or not got):
                 # Redelivered task (acks_late) or a repeated trigger: it trains once.
+                log.info("training %s: duplicate (request already %s)", request_id, existing.status,
+                         extra={"request_id": request_id, "status": "duplicate"})
                 return TrainingOutcome(request_id, "duplicate", f"request already {existing.status}", existing.version)
             if not got:
+                log.info("training %s: busy (another training holds the lock)", request_id,
+                         extra={"request_id": request_id, "status": "busy"})
                 return TrainingOutcome(request_id, "busy", "another training holds the lock")
             self._recover_interrupted()
             return self._train(request_id)

@@ -3,7 +3,11 @@ across services and the Grafana dashboard."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 PAPERS_TAGGED = Counter(
     "topictag_papers_tagged_total", "Papers tagged and stored.", ["adapter_version"]
@@ -49,3 +53,70 @@ CONSUMER_LAG = Gauge(
 MESSAGES_CONSUMED = Counter(
     "topictag_messages_consumed_total", "Messages a consuming worker polled (replays included).", ["group", "topic"]
 )
+
+
+# Read from the store at scrape time by the gateway (StoreCollector): the trainer's work,
+# whichever process did it.
+PRODUCTION_ADAPTER = "topictag_production_adapter"
+TRAINING_RUNS = "topictag_training_runs"
+TEACHER_LABELS_STORED = "topictag_teacher_labels_stored"
+PAPERS_PARKED_NOW = "topictag_papers_parked_now"
+
+
+class StoreCollector:
+    """Gauges over the store's small tables: the production adapter and its scores on the
+    frozen split, training runs by status, teacher labels and parked papers."""
+
+    def __init__(self, store: Callable[[], Any]):
+        self.store = store  # called at each scrape: the gateway opens its store at start-up
+
+    def collect(self):
+        import json
+
+        from sqlalchemy import func
+        from sqlalchemy.exc import SQLAlchemyError
+        from sqlmodel import Session, select
+
+        from topictag.store.models import AdapterVersion, TrainingRun
+
+        store = self.store()
+        try:
+            with Session(store.engine) as s:
+                production = s.exec(select(AdapterVersion).where(AdapterVersion.status == "production")).first()
+                runs = s.exec(select(TrainingRun.status, func.count()).group_by(TrainingRun.status)).all()
+            labels, parked = store.count_teacher_labels(), store.count_parked()
+        except SQLAlchemyError:
+            return  # the store is away: these series are absent until it is back (the gateway's /ready says so)
+        adapter = GaugeMetricFamily(
+            PRODUCTION_ADAPTER, "Scores of the production adapter on its frozen split (version: base when none).",
+            labels=["version", "score"],
+        )
+        if production is not None:
+            scores = json.loads(production.metrics or "{}")
+            for score in ("rouge1_f", "bleu3"):
+                if isinstance(scores.get(score), int | float):
+                    adapter.add_metric([production.version, score], scores[score])
+        else:
+            adapter.add_metric(["base", "none"], 0)
+        yield adapter
+        by_status = GaugeMetricFamily(TRAINING_RUNS, "Training runs in the store, by status.", labels=["status"])
+        for status, count in runs:
+            by_status.add_metric([status], count)
+        yield by_status
+        yield GaugeMetricFamily(TEACHER_LABELS_STORED, "Teacher labels in the store.", value=labels)
+        yield GaugeMetricFamily(PAPERS_PARKED_NOW, "Sampled papers parked, waiting for the teacher.", value=parked)
+
+
+def serve_metrics(port: int | None, host: str = "0.0.0.0") -> tuple[str, int] | None:
+    """Serve this process's metrics at ``/metrics`` from a daemon thread (workers have no
+    HTTP server of their own). Returns the bound (host, port); None when ``port`` is unset."""
+    import logging
+
+    from prometheus_client import start_http_server
+
+    if port is None:
+        return None
+    server, _thread = start_http_server(port, addr=host)
+    bound = server.server_address[:2]
+    logging.getLogger(__name__).info("metrics at http://%s:%d/metrics", *bound)
+    return bound

@@ -47,6 +47,17 @@ class LogSettings(BaseSettings):
     )
 
 
+class MetricsSettings(BaseSettings):
+    model_config = _config("TOPICTAG_METRICS_")
+
+    port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Serve a worker's Prometheus metrics (tagger, labeler) at http://host:port/metrics. "
+        "Unset: no endpoint (the gateway serves its own on its HTTP port).",
+    )
+    host: str = Field("0.0.0.0", description="Address the metrics endpoint listens on.")
+
+
 class KafkaSettings(BaseSettings):
     model_config = _config("TOPICTAG_KAFKA_")
 
@@ -317,6 +328,7 @@ class Settings(BaseSettings):
 
     paths: PathSettings = Field(default_factory=PathSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     student: StudentSettings = Field(default_factory=StudentSettings)

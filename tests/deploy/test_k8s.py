@@ -19,7 +19,8 @@ K8S_VERSION = "1.33.0"  # the oldest Kubernetes the manifests promise to work on
 SCHEMAS = Path(__file__).parent / "schemas"
 CRD_SCHEMAS = {
     "keda.sh/v1alpha1": "scaledobject-keda-v1alpha1.json",
-    "monitoring.coreos.com/v1": "servicemonitor-monitoring-v1.json",
+    "monitoring.coreos.com/v1": {"ServiceMonitor": "servicemonitor-monitoring-v1.json",
+                                 "PodMonitor": "podmonitor-monitoring-v1.json"},
     "kafka.strimzi.io/v1beta2": "strimzi-v1beta2.json",
 }
 GPU = "nvidia.com/gpu"
@@ -36,7 +37,10 @@ def test_every_object_validates(rendered):
     for obj in objects:
         name = f'{obj["kind"]}/{obj["metadata"]["name"]}'
         if obj["apiVersion"] in CRD_SCHEMAS:
-            schema = json.loads((SCHEMAS / CRD_SCHEMAS[obj["apiVersion"]]).read_text())
+            schema_file = CRD_SCHEMAS[obj["apiVersion"]]
+            if isinstance(schema_file, dict):  # one schema per kind of this API group
+                schema_file = schema_file[obj["kind"]]
+            schema = json.loads((SCHEMAS / schema_file).read_text())
             jsonschema.validate(obj, schema)
         else:
             try:
@@ -53,6 +57,7 @@ def test_the_expected_objects_exist():
         assert set(by_kind(objects, "ScaledObject")) == {"topictag-tagger", "topictag-labeler"}
         assert "topictag-gateway" in by_kind(objects, "HorizontalPodAutoscaler")
         assert "topictag-gateway" in by_kind(objects, "ServiceMonitor")
+        assert "topictag-workers" in by_kind(objects, "PodMonitor")
         assert by_kind(objects, "PodDisruptionBudget") and by_kind(objects, "NetworkPolicy")
         pvc = by_kind(objects, "PersistentVolumeClaim")["topictag-adapters"]
         assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
@@ -189,3 +194,22 @@ def test_service_monitor_scrapes_the_gateway(rendered):
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_worker_metrics_are_served_and_scraped():
+    """Tagger and labeler pods serve /metrics on the port the config map names, the
+    PodMonitor selects them by that port's name, and their network policy lets it in."""
+    for objects in (render("dev"), render("gpu")):
+        port = int(by_kind(objects, "ConfigMap")["topictag-config"]["data"]["TOPICTAG_METRICS_PORT"])
+        monitor = by_kind(objects, "PodMonitor")["topictag-workers"]
+        [expression] = monitor["spec"]["selector"]["matchExpressions"]
+        [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+        assert expression["key"] == "app.kubernetes.io/name" and set(expression["values"]) == {"tagger", "labeler"}
+        for name in ("topictag-tagger", "topictag-labeler"):
+            pod = by_kind(objects, "Deployment")[name]["spec"]["template"]
+            assert pod["metadata"]["labels"]["app.kubernetes.io/name"] in expression["values"]
+            ports = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+            assert ports[endpoint["port"]] == port
+            policy = by_kind(objects, "NetworkPolicy")[name]
+            assert "Ingress" in policy["spec"]["policyTypes"]
+            assert {"protocol": "TCP", "port": port} in [p for rule in policy["spec"]["ingress"] for p in rule["ports"]]

@@ -66,3 +66,30 @@ def test_train_is_queued(client, tmp_path):
     # The filesystem transport (no Redis configured) holds the task for a trainer worker.
     assert any((tmp_path / "celery" / "queue").iterdir())
     assert client.get("/v1/models/trainings").json() == []
+
+
+def test_metrics_show_the_production_adapter_and_trainings(client):
+    """The trainer runs elsewhere; its outcomes reach Prometheus through the gateway, read
+    from the store at scrape time."""
+    from datetime import datetime, timezone
+
+    from sqlmodel import Session
+
+    from topictag.store.models import TrainingRun
+
+    text = client.get("/metrics").text
+    assert 'topictag_production_adapter{score="none",version="base"} 0.0' in text
+    assert "topictag_teacher_labels_stored 0.0" in text and "topictag_papers_parked_now 0.0" in text
+    assert client.post("/v1/models/v2/promote", headers={"X-API-Key": client.key}).status_code == 200
+    with Session(client.store.engine) as s:
+        now = datetime.now(timezone.utc)
+        s.add_all([TrainingRun(request_id="a", status="promoted", started_at=now),
+                   TrainingRun(request_id="b", status="refused", started_at=now),
+                   TrainingRun(request_id="c", status="refused", started_at=now)])
+        s.commit()
+    text = client.get("/metrics").text
+    assert 'topictag_production_adapter{score="rouge1_f",version="v2"} 45.0' in text
+    assert 'topictag_production_adapter{score="bleu3",version="v2"} 30.0' in text
+    assert 'topictag_training_runs{status="refused"} 2.0' in text
+    assert 'topictag_training_runs{status="promoted"} 1.0' in text
+    assert "topictag_http_request_seconds" in text  # the process's own metrics are still there

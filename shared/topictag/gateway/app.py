@@ -15,7 +15,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -24,6 +24,7 @@ from topictag.adapters.registry import AdapterRegistry
 from topictag.gateway.auth import AUTH_ERRORS, require_api_key
 from topictag.gateway.middleware import REQUEST_ID_HEADER, BodyLimit, ObserveLatency, RequestId, request_id_of
 from topictag.gateway.routes import health, ingest, models, papers, search, stats, topics
+from topictag.metrics import StoreCollector
 from topictag.topics.queries import SearchIndex
 from topictag.trainer.celery_app import create_celery
 from topictag.settings import Settings, get_settings
@@ -112,9 +113,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    store_metrics = CollectorRegistry(auto_describe=False)
+    store_metrics.register(StoreCollector(lambda: app.state.store))
+
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        # This process's metrics, then gauges read from the store (one registry per app: a
+        # test or a second app in one process has its own store).
+        return Response(generate_latest() + generate_latest(store_metrics), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

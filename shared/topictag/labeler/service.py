@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 
+from topictag import metrics
 from topictag.bus.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from topictag.labeler.sampling import create_policy
 from topictag.labeler.worker import LabelerWorker
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def run_labeler(settings: Settings) -> None:
+    metrics.serve_metrics(settings.metrics.port, settings.metrics.host)
     kafka = settings.kafka
     store = open_store(settings.store_url)
     teacher = create_teacher(settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 
+from topictag import metrics
 from topictag.adapters.events import ProductionAdapterWatch, model_event_consumer
 from topictag.adapters.registry import AdapterRegistry
 from topictag.bus.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def run_tagger(settings: Settings) -> None:
+    metrics.serve_metrics(settings.metrics.port, settings.metrics.host)
     kafka = settings.kafka
     store = open_store(settings.store_url, echo=settings.store.echo)
     engine = create_engine(settings)

@@ -53,6 +53,7 @@ class RssWatch:
     def __init__(self, period: float = 1.0):
         self.roots: dict[str, psutil.Process] = {}
         self.peak_mb: dict[str, float] = {}
+        self.cpu_s: dict[str, float] = {}  # user + system CPU seconds so far, per process
         self.period = period
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -70,8 +71,10 @@ class RssWatch:
             for label, proc in procs:
                 try:
                     mb = proc.memory_info().rss / 2**20
+                    cpu = proc.cpu_times()
                 except psutil.Error:
                     continue
+                self.cpu_s[label] = max(self.cpu_s.get(label, 0.0), cpu.user + cpu.system)
                 total += mb
                 self.peak_mb[label] = max(self.peak_mb.get(label, 0.0), mb)
             self.peak_mb[f"{name} (with children)"] = max(self.peak_mb.get(f"{name} (with children)", 0.0), total)
@@ -197,6 +200,8 @@ def main() -> None:
         with lock:
             tagged_ids.clear()
             latencies.clear()
+        rss.sample()
+        cpu_at_start = dict(rss.cpu_s)  # engine start-up is not counted per paper
         print(f"taggers ready; streaming {len(rows)} papers at {args.rate}/s", flush=True)
 
         def on_ack(meta) -> None:
@@ -244,6 +249,9 @@ def main() -> None:
             time.sleep(1.0)
         drain_s = time.monotonic() - drain_started
         total_s = time.monotonic() - started
+        tagged_at_stream_end = next((p["tagged"] for p in timeline if p["t"] >= stream_s), len(tagged_ids))
+        rss.sample()
+        cpu_at_end = dict(rss.cpu_s)
     finally:
         for proc in taggers:
             proc.send_signal(signal.SIGTERM)
@@ -277,7 +285,11 @@ def main() -> None:
         "drain_seconds": round(drain_s, 1),
         "latency_s": {q: round(percentile(latencies, float(q[1:])), 2) for q in ("p50", "p95", "p99")}
         | {"max": round(max(latencies), 2) if latencies else None, "n": len(latencies)},
+        # Backlogged: the taggers' own pace while the lag drains (their capacity).
+        "tagged_per_s_draining": round((len(tagged_ids) - tagged_at_stream_end) / drain_s, 2) if drain_s > 5 else None,
         "peak_rss_mb": {k: round(v) for k, v in sorted(rss.peak_mb.items())},
+        "cpu_s_per_paper": {k: round((v - cpu_at_start.get(k, 0.0)) / max(tagged, 1), 3)
+                            for k, v in sorted(cpu_at_end.items())},
         "timeline": timeline,
         "work_dir": str(work),
     }

@@ -209,11 +209,15 @@ class Demo:
             self.say(f"published {report.published} papers from {self.papers} in {time.monotonic() - t_publish:.1f} s")
             wanted = set(report.ids)
             last_report = 0.0
-            while progress.tagged + progress.dlq < progress.published or not self.loop_finished():
+            while True:
                 self.check_children()
                 for records in watcher.poll(timeout_ms=500).values():
                     for r in records:
                         self.count(r, progress, wanted, since)
+                drained = progress.tagged + progress.dlq >= progress.published
+                # Looked at on every pass, so the loop's timeline has the times things happened.
+                if self.loop_finished(drained) and drained:
+                    break
                 now = time.monotonic()
                 if now - last_report >= 2:
                     last_report = now
@@ -229,11 +233,11 @@ class Demo:
             watcher.close(autocommit=False)
             producer.close(timeout=10)
 
-    def loop_finished(self) -> bool:
+    def loop_finished(self, drained: bool) -> bool:
         if self.loop_watch is None:
             return True
         timeline = self.loop_watch.look()
-        if timeline.outcome == "promoted" and timeline.swap_s is None and not self.retagged:
+        if drained and timeline.outcome == "promoted" and timeline.swap_s is None and not self.retagged:
             # The stream may have drained before the promotion: re-tag some papers so the
             # switch to the new adapter shows.
             self.retagged = True

@@ -2,7 +2,7 @@
 the embedded broker -> tagger process(es) (the real `topictag tagger`, vLLM on the CPU) ->
 store, as the system runs in production. On demand, not in CI.
 
-    .venv/bin/python -m bench.stream_load [--rate 20] [--seconds 600] [--taggers 1] [--batch-size 32]
+    .venv/bin/python -m bench.stream_load [--rate 20] [--seconds 600] [--taggers 1] [--batch-size 32] [--max-wait-ms 500]
 
 Reports: papers published / tagged, the rate achieved, consumer lag over time (max, at the
 end of the stream, and whether and how fast it drains afterwards), end-to-end latency
@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -92,7 +93,22 @@ class RssWatch:
         self._thread.join()
 
 
-def tagger_process(kafka: KafkaSettings, store_url: str, group: str, batch_size: int, log_path: Path):
+def publish_offsets(rows: list[dict], rate: float, pace: str) -> list[float]:
+    """Seconds after the start at which each row is published."""
+    if pace == "steady":
+        return [i / rate for i in range(len(rows))]
+    days = [str(r.get("first_seen_date") or "") for r in rows]
+    slot_of = {d: i for i, d in enumerate(dict.fromkeys(days))}  # the stream is oldest first
+    slot = len(rows) / len(slot_of) / rate
+    counts, seen = Counter(days), Counter()
+    offsets = []
+    for d in days:
+        offsets.append((slot_of[d] + seen[d] / counts[d]) * slot)
+        seen[d] += 1
+    return offsets
+
+
+def tagger_process(kafka: KafkaSettings, store_url: str, group: str, batch_size: int, max_wait_ms: int, log_path: Path):
     env = os.environ | {
         "TOPICTAG_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "TOPICTAG_KAFKA_PAPERS_TOPIC": kafka.papers_topic,
@@ -102,6 +118,7 @@ def tagger_process(kafka: KafkaSettings, store_url: str, group: str, batch_size:
         "TOPICTAG_STORE_URL": store_url,
         "TOPICTAG_TAGGER_GROUP_ID": group,
         "TOPICTAG_TAGGER_BATCH_SIZE": str(batch_size),
+        "TOPICTAG_TAGGER_MAX_WAIT_MS": str(max_wait_ms),
     }
     return subprocess.Popen([sys.executable, "-m", "topictag", "tagger"], env=env, start_new_session=True,
                             stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
@@ -138,7 +155,11 @@ def main() -> None:
     parser.add_argument("--papers", type=Path, default=settings.paths.shared_data_dir / "arxiv_ml_stream.parquet")
     parser.add_argument("--taggers", type=int, default=1, help="tagger processes (one consumer group)")
     parser.add_argument("--batch-size", type=int, default=settings.tagger.batch_size)
+    parser.add_argument("--max-wait-ms", type=int, default=settings.tagger.max_wait_ms, help="longest wait to fill a batch")
     parser.add_argument("--drain-timeout", type=float, default=900.0, help="longest wait for the lag to drain")
+    parser.add_argument("--pace", choices=["steady", "days"], default="steady",
+                        help="steady: one paper every 1/rate s; days: each first_seen_date day gets an equal time "
+                        "slot and its papers are spread over it (the stream's daily bursts, at --rate on average)")
     parser.add_argument("--name", default="stream_load")
     args = parser.parse_args()
 
@@ -157,7 +178,7 @@ def main() -> None:
     store.create_schema()
     rss = RssWatch()
     rss.add("broker", broker.process.pid)
-    taggers = [tagger_process(kafka, store_url, group, args.batch_size, work / f"tagger{i}.log") for i in range(args.taggers)]
+    taggers = [tagger_process(kafka, store_url, group, args.batch_size, args.max_wait_ms, work / f"tagger{i}.log") for i in range(args.taggers)]
     for i, proc in enumerate(taggers):
         rss.add(f"tagger{i}", proc.pid)
     rss.start()
@@ -216,11 +237,11 @@ def main() -> None:
                 current = {TopicPartition(*tp): n for tp, n in ends.items()}
             return group_lag(kafka, group, current) if current else 0
 
+        offsets = publish_offsets(rows, args.rate, args.pace)
         started = time.monotonic()
         next_sample = started
-        interval = 1.0 / args.rate
         for i, row in enumerate(rows):
-            due = started + i * interval
+            due = started + offsets[i]
             while (now := time.monotonic()) < due:
                 if now >= next_sample:
                     timeline.append({"t": round(now - started, 1), "published": published,
@@ -273,7 +294,9 @@ def main() -> None:
         "rate_target": args.rate,
         "seconds_target": args.seconds,
         "taggers": args.taggers,
+        "pace": args.pace,
         "batch_size": args.batch_size,
+        "max_wait_ms": args.max_wait_ms,
         "published": published,
         "stream_seconds": round(stream_s, 1),
         "rate_achieved": round(published / stream_s, 2),

@@ -77,12 +77,13 @@ class StoreCollector:
         from sqlalchemy.exc import SQLAlchemyError
         from sqlmodel import Session, select
 
-        from topictag.store.models import AdapterVersion, TrainingRun
+        from topictag.adapters.registry import AdapterRegistry
+        from topictag.store.models import TrainingRun
 
         store = self.store()
         try:
+            production = AdapterRegistry(store).production()
             with Session(store.engine) as s:
-                production = s.exec(select(AdapterVersion).where(AdapterVersion.status == "production")).first()
                 runs = s.exec(select(TrainingRun.status, func.count()).group_by(TrainingRun.status)).all()
             labels, parked = store.count_teacher_labels(), store.count_parked()
         except SQLAlchemyError:

@@ -266,6 +266,12 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(
         1024 * 1024, ge=1, description="Larger request bodies are refused with 413 before they are read whole."
     )
+    read_cache_s: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds a read query's answer (paper lists, search, topic counts, clusters, trends) is "
+        "shared between identical requests; new papers show up at most this late. 0: every request queries the store.",
+    )
     ingest_max_papers: int = Field(100, ge=1, description="Most papers one POST /v1/papers may carry.")
     threads: int = Field(
         16, ge=1, description="Requests the gateway works on at once (its thread pool); more mostly wait for the GIL.",

@@ -97,3 +97,20 @@ def test_not_ready_without_a_broker(store):
 def test_openapi_documents_the_routes(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/papers", "/v1/papers/{arxiv_id}", "/v1/topics", "/healthz", "/readyz"} <= set(paths)
+
+
+@pytest.mark.parametrize("read_cache_s, fresh_at_once", [(60.0, False), (0.0, True)])
+def test_identical_reads_share_one_answer_for_read_cache_s(store, broker, read_cache_s, fresh_at_once):
+    """A paper tagged meanwhile shows up once the shared answer expires; with the cache off, at once."""
+    from topictag.settings import GatewaySettings
+
+    store.save_tagged([tagged(i, "Federated Learning") for i in range(3)])
+    settings = Settings(kafka=KafkaSettings(bootstrap=broker.bootstrap), gateway=GatewaySettings(read_cache_s=read_cache_s))
+    with TestClient(create_app(settings, store=store)) as c:
+        before = [p["arxiv_id"] for p in c.get("/v1/papers", params={"topic": "federated"}).json()["items"]]
+        store.save_tagged([tagged(3, "Federated Learning")])
+        after = [p["arxiv_id"] for p in c.get("/v1/papers", params={"topic": "federated"}).json()["items"]]
+        other_query = c.get("/v1/papers", params={"topic": "federated", "limit": 10}).json()["items"]
+    assert before == ["2601.00002", "2601.00001", "2601.00000"]
+    assert after == (["2601.00003", *before] if fresh_at_once else before)
+    assert len(other_query) == 4  # another query is its own entry

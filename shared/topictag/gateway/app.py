@@ -21,6 +21,7 @@ from starlette.routing import Match
 
 from topictag.adapters.events import ModelEventPublisher
 from topictag.adapters.registry import AdapterRegistry
+from topictag.gateway.cache import ReadCache
 from topictag.gateway.auth import AUTH_ERRORS, require_api_key
 from topictag.gateway.middleware import REQUEST_ID_HEADER, BodyLimit, ObserveLatency, RequestId, request_id_of
 from topictag.gateway.routes import health, ingest, models, papers, search, stats, topics
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.read_cache = ReadCache(settings.gateway.read_cache_s)
     gateway = settings.gateway
 
     @app.exception_handler(Exception)

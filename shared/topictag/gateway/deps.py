@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from topictag.gateway.cache import ReadCache
 from topictag.settings import Settings
 from topictag.store.repository import Store
 
@@ -18,5 +19,10 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_read_cache(request: Request) -> ReadCache:
+    return request.app.state.read_cache
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ReadCacheDep = Annotated[ReadCache, Depends(get_read_cache)]

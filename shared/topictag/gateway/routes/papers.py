@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from topictag.gateway.deps import StoreDep
+from topictag.gateway.deps import ReadCacheDep, StoreDep
 from topictag.gateway.protocol import (
     ARXIV_ID, INT32_MAX, NO_NUL, Day, PaperDetail, PaperPageOut, PaperSummary, errors, invalid,
 )
@@ -35,6 +35,7 @@ def get_paper(
 def _list_papers(page_max: int):
     def list_papers(
         store: StoreDep,
+        cache: ReadCacheDep,
         topic: Annotated[
             str | None, Query(max_length=200, pattern=NO_NUL, description="Words the topic contains (case-insensitive).")
         ] = None,
@@ -53,19 +54,24 @@ def _list_papers(page_max: int):
         """Tagged papers, newest first, with cursor pagination."""
         if published_from and published_to and published_from > published_to:
             raise invalid("query", "published_from", "published_from is after published_to", str(published_from))
+        query = dict(
+            topic=topic,
+            published_from=published_from,
+            published_to=published_to,
+            adapter_version=adapter_version,
+            category=category,
+            cluster_id=cluster,
+            cursor=cursor,
+            limit=limit,
+        )
+
+        def run() -> PaperPageOut:
+            page = store.list_papers(**query)
+            return PaperPageOut(items=[PaperSummary.of(p) for p in page.items], next_cursor=page.next_cursor)
+
         try:
-            page = store.list_papers(
-                topic=topic,
-                published_from=published_from,
-                published_to=published_to,
-                adapter_version=adapter_version,
-                category=category,
-                cluster_id=cluster,
-                cursor=cursor,
-                limit=limit,
-            )
+            return cache.get(("papers", *query.values()), run)
         except InvalidCursor as exc:
             raise HTTPException(400, str(exc)) from None
-        return PaperPageOut(items=[PaperSummary.of(p) for p in page.items], next_cursor=page.next_cursor)
 
     return list_papers

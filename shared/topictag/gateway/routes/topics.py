@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from topictag.gateway.deps import StoreDep
+from topictag.gateway.deps import ReadCacheDep, StoreDep
 from topictag.gateway.protocol import INT32_MAX, TopicCount, TopicCountsOut, errors
 from topictag.topics import queries
 
@@ -50,21 +50,29 @@ class TrendsOut(BaseModel):
 @router.get("", response_model=TopicCountsOut)
 def topic_counts(
     store: StoreDep,
+    cache: ReadCacheDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> TopicCountsOut:
     """Topic texts by number of papers, most common first."""
-    return TopicCountsOut(items=[TopicCount(topic=t, papers=n) for t, n in store.topic_counts(limit, offset)])
+    return cache.get(
+        ("topic_counts", limit, offset),
+        lambda: TopicCountsOut(items=[TopicCount(topic=t, papers=n) for t, n in store.topic_counts(limit, offset)]),
+    )
 
 
 @router.get("/clusters", response_model=ClustersOut)
 def list_clusters(
     store: StoreDep,
+    cache: ReadCacheDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> ClustersOut:
     """Clusters of near-duplicate topics, largest first."""
-    return ClustersOut(items=[ClusterOut.of(c) for c in queries.clusters(store, limit, offset)])
+    return cache.get(
+        ("clusters", limit, offset),
+        lambda: ClustersOut(items=[ClusterOut.of(c) for c in queries.clusters(store, limit, offset)]),
+    )
 
 
 @router.get("/clusters/{cluster_id}", response_model=ClusterOut, responses=errors(_404="No such cluster"))
@@ -79,8 +87,9 @@ def get_cluster(cluster_id: Annotated[int, Path(ge=1, le=INT32_MAX)], store: Sto
 @router.get("/trends", response_model=TrendsOut)
 def topic_trends(
     store: StoreDep,
+    cache: ReadCacheDep,
     weeks: Annotated[int, Query(ge=2, le=104)] = 12,
     limit: Annotated[int, Query(ge=1, le=50)] = 8,
 ) -> TrendsOut:
     """Papers per cluster per week for the largest clusters, and the fastest-rising ones."""
-    return TrendsOut(**queries.trends(store, weeks, limit))
+    return cache.get(("trends", weeks, limit), lambda: TrendsOut(**queries.trends(store, weeks, limit)))

@@ -19,7 +19,7 @@ and an open-loop load generator in another process at a fixed request rate.
    adapter version, dates), half of them the second page through the cursor of the first;
    `search` = GET /v1/search?q= with a different query nearly every time (no cache helps).
 
-Writes bench/results/gateway_load.json and gateway_load.png.
+Writes bench/results/gateway_load.json and gateway_load.png (--name sets another name).
 """
 
 from __future__ import annotations
@@ -443,12 +443,12 @@ def run(args) -> None:
         "scenarios": results,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
-    write("gateway_load", result)
+    write(args.name, result)
     labels, values = [], []
     for name, r in results.items():
         labels += [f"{name} p50", f"{name} p99"]
         values += [r["latency_ms"]["p50"], r["latency_ms"]["p99"]]
-    bar_chart("gateway_load", labels, values, "ms",
+    bar_chart(args.name, labels, values, "ms",
               f"Gateway at {args.rate:.0f} req/s, {built['papers']:,} papers (SQLite, 2 shared cores)")
 
 
@@ -469,6 +469,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=None, help="shared data folder (default from settings)")
     parser.add_argument("--threshold", type=float, default=0.85, help="cluster threshold (TOPICTAG_TOPICS_CLUSTER_THRESHOLD)")
     parser.add_argument("--env", nargs="*", default=[], help="extra KEY=VALUE settings for the gateway process")
+    parser.add_argument("--name", default="gateway_load", help="results file name under bench/results")
     parser.add_argument("--build-only", action="store_true", help="build (or check) the store, run no load")
     parser.add_argument("--fresh", action="store_true", help="rebuild the store even if one for these inputs exists")
     args = parser.parse_args()

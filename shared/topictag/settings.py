@@ -270,7 +270,8 @@ class GatewaySettings(BaseSettings):
         1.0,
         ge=0,
         description="Seconds a read query's answer (paper lists, search, topic counts, clusters, trends) is "
-        "shared between identical requests; new papers show up at most this late. 0: every request queries the store.",
+        "shared between identical requests; an older answer is still given while it is refreshed in the background "
+        "(never one over 10 s older). 0: every request queries the store.",
     )
     ingest_max_papers: int = Field(100, ge=1, description="Most papers one POST /v1/papers may carry.")
     threads: int = Field(

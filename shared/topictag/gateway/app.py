@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         threading.Thread(target=_keep_statistics, args=(app.state.store, stop), daemon=True, name="statistics").start()
         yield
         stop.set()
+        app.state.read_cache.close()
         announce.close()
         app.state.papers_out.close()
         if owned:

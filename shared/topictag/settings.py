@@ -200,7 +200,7 @@ class DistillSettings(BaseSettings):
     model_config = _config("TOPICTAG_DISTILL_")
 
     epochs: float = Field(2.0, gt=0)
-    learning_rate: float = Field(5e-4, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(8, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
     lora_rank: int = Field(16, ge=1)

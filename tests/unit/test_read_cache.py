@@ -87,3 +87,5 @@ def test_a_failed_refresh_keeps_the_stale_answer():
     assert cache.get("k", boom) == "kept"  # starts the refresh, which fails
     assert _eventually(lambda: not cache._computing)
     assert cache.get("k", boom) == "kept"
+    assert _eventually(lambda: not cache._computing)
+    cache.close()

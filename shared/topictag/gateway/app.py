@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.registry = lambda: AdapterRegistry(app.state.store, announce=announce)
         app.state.celery = lru_cache(maxsize=1)(lambda: create_celery(settings))
         app.state.search = SearchIndex(app.state.store, settings.topics.search_refresh_s)
+        app.state.read_cache = ReadCache(settings.gateway.read_cache_s)  # per run: an app may be started again
         app.state.papers_out = ingest.PaperPublisher(settings.kafka)
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.gateway.threads
         stop = threading.Event()
@@ -79,7 +80,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.read_cache = ReadCache(settings.gateway.read_cache_s)
     gateway = settings.gateway
 
     @app.exception_handler(Exception)

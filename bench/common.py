@@ -23,21 +23,11 @@ def dev_split() -> tuple[pd.DataFrame, pd.DataFrame]:
     return split_labels(read_labels(settings.teacher_labels_file), settings.trainer.eval_fraction)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
-    from topictag.hardware import native_bf16
+    from topictag.hardware import cpuinfo_field, native_bf16
 
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpuinfo_field("model name") or platform.processor() or platform.machine(),
         "native_bf16": native_bf16(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),

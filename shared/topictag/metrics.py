@@ -31,7 +31,10 @@ HTTP_REQUEST_SECONDS = Histogram(
     "topictag_http_request_seconds", "Gateway request latency.", ["method", "route", "status"]
 )
 READ_CACHE = Counter(
-    "topictag_gateway_read_cache_total", "Gateway reads answered from its short-lived cache (hit), from an expired entry while it is refreshed (stale), or from the store (miss).", ["result"]
+    "topictag_gateway_read_cache_total",
+    "Gateway reads answered from its short-lived cache (hit), from an expired entry while it is refreshed (stale), "
+    "or from the store (miss).",
+    ["result"],
 )
 TEACHER_LABELS = Counter("topictag_teacher_labels_total", "Teacher labels stored.", ["teacher_model"])
 TEACHER_UNKNOWN = Counter("topictag_teacher_unknown_total", "Sampled papers the recorded teacher has no label for.")

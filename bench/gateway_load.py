@@ -365,6 +365,10 @@ def summarise(results, rate: float, seconds: float, start: float) -> dict:
         "statuses": statuses,
         "latency_ms": {q: round(float(np.percentile(lat, p)), 1) for q, p in
                        (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9), ("max", 100))},
+        # Requests refused at once (503: over the gateway's bound) count above; these are the answered ones.
+        "answered_latency_ms": {q: round(float(np.percentile(lat[ok], p)), 1) for q, p in
+                                (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9), ("max", 100))} if ok.any() else {},
+        "answered_share": round(float(ok.mean()), 4),
         "mean_ms": round(float(lat.mean()), 1),
         "wait_for_connection_ms_p99": round(float(np.percentile(lag, 99)), 2),
         "p99_ms_per_second": p99_per_s,

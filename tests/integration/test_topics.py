@@ -82,6 +82,40 @@ def test_semantic_search_finds_the_meaning(indexed):
         assert c.get("/v1/search", params={"q": ""}).status_code == 422
 
 
+def test_searches_over_the_bound_are_refused_at_once_and_the_rest_answered(indexed):
+    """With search_max_waiting searches inside, the next gets 503 + Retry-After without
+    waiting; those let in are answered, and once they are, searches are let in again."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from topictag.settings import GatewaySettings
+
+    store, _ = indexed
+    settings = Settings(gateway=GatewaySettings(search_max_waiting=2, read_cache_s=0))
+    with TestClient(create_app(settings, store=store)) as c:
+        index = c.app.state.search
+        real, entered, release = index.search, threading.Semaphore(0), threading.Event()
+
+        def held(q, limit):
+            entered.release()
+            release.wait(60)
+            return real(q, limit)
+
+        index.search = held
+        with ThreadPoolExecutor(2) as pool:
+            admitted = [pool.submit(c.get, "/v1/search", params={"q": f"federated learning {i}"}) for i in range(2)]
+            assert all(entered.acquire(timeout=60) for _ in admitted)
+            refused = c.get("/v1/search", params={"q": "graphs"})
+            release.set()
+            answers = [f.result() for f in admitted]
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "1" and "waiting" in refused.json()["detail"]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert answers[0].json()["items"][0]["topic"] == "Federated Learning"
+        index.search = real
+        assert c.get("/v1/search", params={"q": "graphs"}).status_code == 200
+
+
 def test_trends_and_rising(store):
     index = TopicIndex(store)
     start = date(2026, 1, 1)

@@ -21,6 +21,7 @@ from starlette.routing import Match
 
 from topictag.adapters.events import ModelEventPublisher
 from topictag.adapters.registry import AdapterRegistry
+from topictag.gateway.admission import Admission
 from topictag.gateway.cache import ReadCache
 from topictag.gateway.auth import AUTH_ERRORS, require_api_key
 from topictag.gateway.middleware import REQUEST_ID_HEADER, BodyLimit, ObserveLatency, RequestId, request_id_of
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.registry = lambda: AdapterRegistry(app.state.store, announce=announce)
         app.state.celery = lru_cache(maxsize=1)(lambda: create_celery(settings))
         app.state.search = SearchIndex(app.state.store, settings.topics.search_refresh_s)
+        app.state.search_admission = Admission("search", settings.gateway.search_max_waiting)
         app.state.read_cache = ReadCache(settings.gateway.read_cache_s)  # per run: an app may be started again
         app.state.papers_out = ingest.PaperPublisher(settings.kafka)
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.gateway.threads

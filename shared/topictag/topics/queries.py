@@ -150,18 +150,21 @@ class SearchIndex:
             self._reloading = True
             threading.Thread(target=self._reload, daemon=True).start()
 
-    def search(self, q: str, limit: int = 20) -> list[tuple[str, float]]:
+    def search(self, q: str, limit: int = 20) -> list[tuple[PaperRecord, float]]:
+        """The papers nearest to ``q``, best first, as summary rows (no abstract) with their
+        cosine similarity."""
         self._fresh()
         return self._batcher((q, limit))
 
-    def _search_batch(self, queries: list[tuple[str, int]]) -> list[list[tuple[str, float]]]:
-        """Queries that arrived together: one embedding call, one pass over the matrix."""
+    def _search_batch(self, queries: list[tuple[str, int]]) -> list[list[tuple[PaperRecord, float]]]:
+        """Queries that arrived together: one embedding call, one pass over the matrix, one
+        store query for the papers of every answer."""
         with self._lock:
             ids, matrix = self._ids, self._matrix
         if not ids:
             return [[] for _ in queries]
         scores = matrix @ embed([q for q, _ in queries]).T  # papers x queries
-        out = []
+        ranked = []
         for column, (_, limit) in enumerate(queries):
             col_scores = scores[:, column]
             if limit < len(col_scores):  # the best `limit` without sorting all of them
@@ -169,8 +172,10 @@ class SearchIndex:
                 top = best[np.argsort(-col_scores[best])]
             else:
                 top = np.argsort(-col_scores)
-            out.append([(ids[i], float(col_scores[i])) for i in top])
-        return out
+            ranked.append([(ids[i], float(col_scores[i])) for i in top])
+        papers = self.store.papers_by_id(list({arxiv_id for hits in ranked for arxiv_id, _ in hits}))
+        # A paper deleted since the index was read is left out.
+        return [[(papers[a], score) for a, score in hits if a in papers] for hits in ranked]
 
 
 class Batcher:

@@ -4,9 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from topictag.gateway.deps import ReadCacheDep, StoreDep
-from topictag.gateway.protocol import PaperSummary
+from topictag.gateway.deps import ReadCacheDep
+from topictag.gateway.protocol import PaperSummary, errors
 
 router = APIRouter(prefix="/v1/search", tags=["papers"])
 
@@ -19,10 +20,9 @@ class SearchOut(BaseModel):
     items: list[SearchHit]
 
 
-@router.get("", response_model=SearchOut)
-def search(
+@router.get("", response_model=SearchOut, responses=errors(_503="Too many searches waiting; retry after Retry-After seconds"))
+async def search(
     request: Request,
-    store: StoreDep,
     cache: ReadCacheDep,
     q: Annotated[str, Query(min_length=1, max_length=500, description="Free text, e.g. 'anomalies in sensor data'.")],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -31,10 +31,8 @@ def search(
 
     def run() -> SearchOut:
         hits = request.app.state.search.search(q, limit)
-        papers = store.papers_by_id([arxiv_id for arxiv_id, _ in hits])
-        return SearchOut(items=[
-            SearchHit(**PaperSummary.of(papers[arxiv_id]).model_dump(), score=round(score, 4))
-            for arxiv_id, score in hits if arxiv_id in papers
-        ])
+        return SearchOut(items=[SearchHit(**PaperSummary.of(paper).model_dump(), score=round(score, 4)) for paper, score in hits])
 
-    return cache.get(("search", q, limit), run)
+    # Counted from here, in the event loop: a search waiting for a thread is already inside.
+    with request.app.state.search_admission.admit():
+        return await run_in_threadpool(cache.get, ("search", q, limit), run)

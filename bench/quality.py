@@ -2,7 +2,11 @@
 distilled with `topictag distill`'s defaults (trained on the other rows only), and the
 original 8B student's recorded predictions for the same rows.
 
-    .venv/bin/python bench/quality.py [--adapter DIR]   # trains one into bench/results/adapter if omitted
+    .venv/bin/python -m bench.quality [--adapter DIR] [--mbr 4 8]
+
+Without --adapter it trains one into bench/results/adapter (once). --mbr N adds a row for the
+distilled student with minimum-Bayes-risk decoding over the greedy answer and N samples
+(TOPICTAG_STUDENT_MBR_SAMPLES), beside greedy, on the same engine in the same run.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +29,7 @@ from topictag.student.engine import Adapter, create_engine
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--adapter", type=Path)
+    parser.add_argument("--mbr", type=int, nargs="*", default=[], help="MBR sample counts to score too")
     args = parser.parse_args()
     settings = get_settings()
     adapter_dir = args.adapter
@@ -37,18 +43,25 @@ def main() -> None:
     refs = held_out["teacher_topic"].tolist()
     engine = create_engine(settings)
     rows = {}
-    for name, adapter in (("base SmolLM2, the tagger's prompt", None),
-                          ("distilled student (topictag distill)", Adapter("bench", adapter_dir, lora_id=1))):
+    distilled = Adapter("bench", adapter_dir, lora_id=1)
+    runs = [("base SmolLM2, the tagger's prompt", None, 0), ("distilled student (topictag distill)", distilled, 0)]
+    runs += [(f"distilled student, MBR over greedy + {n} samples", distilled, n) for n in args.mbr]
+    for name, adapter, mbr_samples in runs:
         engine.use_adapter(adapter)
+        engine.settings = settings.model_copy(
+            update={"student": settings.student.model_copy(update={"mbr_samples": mbr_samples})}
+        )
+        started = time.monotonic()
         topics = [p.topic for i in range(0, len(papers), 64) for p in engine.predict(papers[i : i + 64])]
-        rows[name] = score(topics, refs)
+        rows[name] = score(topics, refs) | {"papers_per_s": round(len(papers) / (time.monotonic() - started), 2)}
     engine.close()
     rows["original 8B student (recorded predictions)"] = score(held_out["original_student_prediction"].tolist(), refs)
     result = {"held_out_rows": len(held_out), "adapter": str(adapter_dir), "table": rows}
     write("quality", result)
     table = pd.DataFrame(rows).T[["bleu3", "rouge1_f", "original_bleu", "embedding_similarity"]]
     print(table.to_markdown())
-    bar_chart("quality", ["base", "distilled", "original 8B"], [r["rouge1_f"] for r in rows.values()],
+    labels = ["base", "distilled", *(f"MBR {n}" for n in args.mbr), "original 8B"]
+    bar_chart("quality", labels, [r["rouge1_f"] for r in rows.values()],
               "ROUGE-1 F (%)", f"Held-out teacher labels ({len(held_out)} rows)")
 
 

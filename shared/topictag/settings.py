@@ -115,6 +115,14 @@ class StudentSettings(BaseSettings):
         640, description="Abstracts are cut to this many tokens so every prompt fits the context."
     )
     max_new_tokens: int = Field(24, description="Upper bound on the length of a generated topic.")
+    mbr_samples: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description="Minimum-Bayes-risk decoding: sample this many topics beside the greedy one and keep the one "
+        "that agrees most (ROUGE-1) with the others. 0: greedy only.",
+    )
+    mbr_temperature: float = Field(0.7, gt=0, description="Sampling temperature of the MBR candidates.")
     kv_cache_gib: float = Field(1.0, description="KV cache size for vLLM on the CPU, in GiB.")
     gpu_memory_utilization: float = Field(0.9, description="Fraction of GPU memory vLLM may use.")
     max_lora_rank: int = Field(16, description="Largest LoRA rank the engine accepts.")
@@ -272,6 +280,12 @@ class GatewaySettings(BaseSettings):
         description="Seconds a read query's answer (paper lists, search, topic counts, clusters, trends) is "
         "shared between identical requests; an older answer is still given while it is refreshed in the background "
         "(never one over 10 s older). 0: every request queries the store.",
+    )
+    search_max_waiting: int = Field(
+        64,
+        ge=0,
+        description="Searches the gateway holds at once (answering or queued); more get 503 with Retry-After "
+        "at once instead of waiting behind them. 0: no bound.",
     )
     ingest_max_papers: int = Field(100, ge=1, description="Most papers one POST /v1/papers may carry.")
     threads: int = Field(

@@ -58,11 +58,11 @@ def loop_settings(tmp_path, kafka, shared_data):
         tagger=TaggerSettings(group_id=f"tagger-{uuid.uuid4().hex[:6]}", batch_size=16, max_wait_ms=200),
         labeler=LabelerSettings(group_id=f"labeler-{uuid.uuid4().hex[:6]}", sample_rate=1.0, batch_size=32, max_wait_ms=200),
         teacher=TeacherSettings(labels_file=shared_data / "teacher_llama3_70b_dev.csv"),
-        trainer=TrainerSettings(celery_broker=broker, interval_s=3, min_new_labels=100,
+        trainer=TrainerSettings(celery_broker=broker, interval_s=3, min_new_labels=80,
                                 eval_fraction=0.2, promote_min_rouge_gain=0.5, promote_max_bleu_drop=1.0),
-        # ~96 labels, two epochs, abstracts cut at 160 tokens: enough for an adapter to beat the
+        # ~65 labels, two epochs, abstracts cut at 128 tokens: enough for an adapter to beat the
         # few-shot base model on the frozen split.
-        distill=DistillSettings(epochs=2, batch_size=8, learning_rate=1e-3, warmup_steps=2, max_abstract_tokens=160),
+        distill=DistillSettings(epochs=2, batch_size=8, learning_rate=1e-3, warmup_steps=2, max_abstract_tokens=128),
     )
 
 
@@ -102,7 +102,7 @@ def test_the_loop(loop_settings, student_engine, shared_data, tmp_path):
     try:
         with Tagger(settings, student_engine, store) as tagger, Labeler(settings, RecordedTeacher(settings.teacher_labels_file, settings.teacher.model), store):
             tagger.worker.adapter_watch = watch
-            publish_records(producer, kafka.papers_topic, papers[:120])
+            publish_records(producer, kafka.papers_topic, papers[:96])
 
             # 1. Enough labels: beat triggers a training, which is evaluated and promoted.
             wait_until(lambda: any(r.status in ("promoted", "refused", "failed") for r in runs(store)), 900,

@@ -138,7 +138,7 @@ def test_papers_are_tagged_exactly_once_and_bad_ones_dead_lettered(pipeline, stu
 def test_stopped_tagger_resumes_without_gaps_or_duplicates(pipeline, student_engine, sample_papers):
     settings, store = pipeline
     kafka = settings.kafka
-    papers = sample_papers[100:140]
+    papers = sample_papers[100:124]
     producer = make_producer(kafka)
     report = publish_records(producer, kafka.papers_topic, papers)
     producer.close()

@@ -39,3 +39,28 @@ def test_transformers_engine_agrees_in_form(sample_papers):
     engine = create_engine(Settings(student=StudentSettings(engine="transformers")))
     assert type(engine).__name__ == "TransformersEngine"
     assert_sane([p.topic for p in engine.predict(papers_from(sample_papers[:4]))], 4)
+
+
+def test_mbr_keeps_the_candidate_the_others_agree_with(student_engine, sample_papers):
+    """With mbr_samples set, each topic is the consensus of the greedy answer and the seeded
+    samples, which are the same on every call."""
+    from topictag.student import mbr
+    from topictag.student.normalise import normalise_topic
+    from topictag.student.prompt import build_messages
+
+    papers = papers_from(sample_papers[:3])
+    conversations = [build_messages(p.abstract, p.title, few_shot=True, truncate=student_engine.truncate_abstract) for p in papers]
+    candidates = student_engine.candidates(conversations, 4, 1.0)
+    assert [len(c) for c in candidates] == [5, 5, 5]
+    assert [c[0] for c in candidates] == student_engine.generate(conversations)  # greedy first
+    assert candidates == student_engine.candidates(conversations, 4, 1.0)
+    settings = student_engine.settings
+    student_engine.settings = settings.model_copy(
+        update={"student": settings.student.model_copy(update={"mbr_samples": 4, "mbr_temperature": 1.0})}
+    )
+    try:
+        topics = [p.topic for p in student_engine.predict(papers)]
+    finally:
+        student_engine.settings = settings
+    normalised = [[normalise_topic(x) for x in c] for c in candidates]
+    assert topics == [n[mbr.choose(n)] for n in normalised]

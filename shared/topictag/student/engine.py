@@ -15,6 +15,7 @@ from pathlib import Path
 
 from topictag.schemas import BASE_ADAPTER, Paper
 from topictag.settings import Settings
+from topictag.student import mbr
 from topictag.student.normalise import UNCLASSIFIED, normalise_topic, strip_injections
 from topictag.student.prompt import build_messages
 
@@ -70,9 +71,18 @@ class StudentEngine(abc.ABC):
             build_messages(texts[i][0], texts[i][1], few_shot=few_shot, truncate=self.truncate_abstract) for i in asked
         ]
         predictions = [Prediction(UNCLASSIFIED, "")] * len(papers)
-        for i, raw in zip(asked, self.generate(conversations) if conversations else []):
+        for i, raw in zip(asked, self._answers(conversations) if conversations else []):
             predictions[i] = Prediction(normalise_topic(raw), raw)
         return predictions
+
+    def _answers(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        cfg = self.settings.student
+        if cfg.mbr_samples < 1:
+            return self.generate(conversations)
+        out = []
+        for candidates in self.candidates(conversations, cfg.mbr_samples, cfg.mbr_temperature):
+            out.append(candidates[mbr.choose([normalise_topic(c) for c in candidates])])
+        return out
 
     def truncate_abstract(self, abstract: str) -> str:
         limit = self.settings.student.max_abstract_tokens
@@ -88,6 +98,15 @@ class StudentEngine(abc.ABC):
     @abc.abstractmethod
     def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
         """Greedy completions, one per conversation, with the current adapter."""
+
+    @abc.abstractmethod
+    def sample(self, conversations: list[list[dict[str, str]]], n: int, temperature: float) -> list[list[str]]:
+        """``n`` sampled completions per conversation, with the current adapter; the same
+        ones on every call (seeded)."""
+
+    def candidates(self, conversations: list[list[dict[str, str]]], n: int, temperature: float) -> list[list[str]]:
+        """The greedy completion, then ``n`` samples, per conversation."""
+        return [[greedy, *samples] for greedy, samples in zip(self.generate(conversations), self.sample(conversations, n, temperature))]
 
     def close(self) -> None:
         """Release the engine's processes and memory."""

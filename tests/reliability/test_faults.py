@@ -45,7 +45,7 @@ def test_tagger_killed_mid_batch_loses_and_duplicates_nothing(tmp_path, kafka, s
     settings = make_settings(tmp_path, kafka=kafka, tagger=TaggerSettings(group_id=f"tagger-{uuid.uuid4().hex[:6]}", batch_size=8))
     ensure_topics(kafka)
     store = open_store(settings.store_url)
-    papers = sample_papers[500:532]
+    papers = sample_papers[500:524]
     producer = make_producer(kafka)
     report = publish_records(producer, kafka.papers_topic, papers)
     producer.close()

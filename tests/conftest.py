@@ -113,3 +113,18 @@ def student_engine(tmp_path_factory):
     engine = create_engine(settings)
     yield engine
     engine.close()
+
+
+# The slowest files first: with two test processes (make test), a long file started last
+# runs alone at the end while the other process sits idle.
+_SLOWEST_FIRST = (
+    "tests/e2e/test_loop.py",
+    "tests/e2e/test_demo.py",
+    "tests/reliability/test_faults.py",
+    "tests/reliability/test_trainer_kill.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(_SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep their order

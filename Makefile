@@ -34,7 +34,7 @@ demo: install
 	$(BIN)/topictag demo $(or $(ARGS),--loop)
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 clean:
 	rm -rf $(VENV) .topictag

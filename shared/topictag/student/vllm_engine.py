@@ -70,22 +70,25 @@ class VllmEngine(StudentEngine):
         )
         return [o.outputs[0].text for o in outputs]
 
+    def _sampled(self, n: int, temperature: float):
+        from vllm import SamplingParams
+
+        return SamplingParams(n=n, temperature=temperature, max_tokens=self.settings.student.max_new_tokens, seed=0)
+
     def sample(self, conversations: list[list[dict[str, str]]], n: int, temperature: float) -> list[list[str]]:
-        return [c[1:] for c in self.candidates(conversations, n, temperature)]
+        outputs = self.llm.chat(conversations, self._sampled(n, temperature), use_tqdm=False, lora_request=self._lora_request())
+        return [[c.text for c in o.outputs] for o in outputs]
 
     def candidates(self, conversations: list[list[dict[str, str]]], n: int, temperature: float) -> list[list[str]]:
         # One engine call: each prompt twice, greedy and sampled n times; the second shares
         # the first's prefill through the prefix cache.
-        from vllm import SamplingParams
-
-        sampled = SamplingParams(n=n, temperature=temperature, max_tokens=self.settings.student.max_new_tokens, seed=0)
+        k = len(conversations)
         outputs = self.llm.chat(
             conversations + conversations,
-            [self._sampling] * len(conversations) + [sampled] * len(conversations),
+            [self._sampling] * k + [self._sampled(n, temperature)] * k,
             use_tqdm=False,
             lora_request=self._lora_request(),
         )
-        k = len(conversations)
         return [[outputs[i].outputs[0].text, *(c.text for c in outputs[k + i].outputs)] for i in range(k)]
 
     def close(self) -> None:

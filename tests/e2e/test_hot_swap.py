@@ -56,7 +56,9 @@ def test_tagger_follows_promotion_and_rollback(tmp_path, kafka, student_engine, 
     announce = ModelEventPublisher(kafka)
     registry = AdapterRegistry(store, announce=announce)
     v1, v2 = register(registry, lora_dirs[0]), register(registry, lora_dirs[1])
-    watch = ProductionAdapterWatch(AdapterRegistry(store), student_engine, BASE, consumer=model_event_consumer(kafka))
+    # No periodic look within the test: the announcements alone must move the tagger.
+    watch = ProductionAdapterWatch(AdapterRegistry(store), student_engine, BASE, consumer=model_event_consumer(kafka),
+                                   resync_s=3600)
     papers = iter(sample_papers[300:])
 
     def tag_some(n: int) -> set[str]:

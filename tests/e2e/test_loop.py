@@ -110,7 +110,7 @@ def test_the_loop(loop_settings, student_engine, shared_data, tmp_path):
     dev = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv", keep_default_na=False)
     papers = [{"arxiv_id": f"dev-{r}", "abstract": a, "categories": "cs.LG"} for r, a in zip(dev["row"], dev["abstract"])]
     watch = ProductionAdapterWatch(AdapterRegistry(store), student_engine, settings.student.model_name,
-                                   consumer=model_event_consumer(kafka))
+                                   consumer=model_event_consumer(kafka), resync_s=3600)  # events alone
     trainer = subprocess.Popen([sys.executable, "-m", "topictag", "trainer", "worker", "--beat"],
                                env=trainer_env(settings), start_new_session=True,
                                stdout=open(tmp_path / "trainer.log", "wb"), stderr=subprocess.STDOUT)
@@ -152,11 +152,19 @@ def test_the_loop(loop_settings, student_engine, shared_data, tmp_path):
             # 4. A deliberately worse adapter (not trained at all) is refused; production stays.
             #    Scored on the session's engine while the tagger is stopped (the pipeline takes any
             #    engine factory; a running tagger's watch would switch the engine back under it):
-            #    a second engine start would add a minute and test nothing more.
+            #    a second engine start would add a minute and test nothing more. Both sides are
+            #    scored on abstracts cut as the trainer cut them for v1: on the suite's shorter cut
+            #    the few-shot base model beat v1 once (the worse candidate was promoted).
             worse = settings.model_copy(update={"distill": settings.distill.model_copy(update={"max_steps": 1, "learning_rate": 1e-12})})
-            with training_pipeline(worse) as pipeline:
-                pipeline.engine_factory = lambda: Borrowed(student_engine)
-                outcome = pipeline.run("deliberately-worse")
+            serving = student_engine.settings
+            student_engine.settings = serving.model_copy(update={"student": serving.student.model_copy(
+                update={"max_abstract_tokens": settings.distill.max_abstract_tokens})})
+            try:
+                with training_pipeline(worse) as pipeline:
+                    pipeline.engine_factory = lambda: Borrowed(student_engine)
+                    outcome = pipeline.run("deliberately-worse")
+            finally:
+                student_engine.settings = serving
             assert outcome.status == "refused" and "ROUGE-1" in outcome.detail
             production = registry.production()
             assert production.version == v1.version != outcome.version

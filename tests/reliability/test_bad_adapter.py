@@ -66,7 +66,8 @@ def test_tagger_refuses_bad_adapters_and_keeps_serving(tmp_path, kafka, student_
     store = open_store(settings.store_url)
     announce = ModelEventPublisher(kafka)
     registry = AdapterRegistry(store, announce=announce)
-    watch = ProductionAdapterWatch(AdapterRegistry(store), student_engine, BASE, consumer=model_event_consumer(kafka))
+    watch = ProductionAdapterWatch(AdapterRegistry(store), student_engine, BASE, consumer=model_event_consumer(kafka),
+                                   resync_s=3600)  # the announcements alone must reach the tagger
     producer = make_producer(kafka)
     papers = iter(sample_papers[1100:])
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from topictag import metrics
 from topictag.adapters.registry import AdapterRefused, AdapterRegistry, as_engine_adapter, verify_adapter
-from topictag.bus.kafka import make_consumer, make_producer
+from topictag.bus.kafka import client_config, ensure_topics, make_producer
 from topictag.settings import KafkaSettings
 from topictag.student.engine import AdapterLoadError, StudentEngine
 
@@ -42,11 +41,25 @@ class ModelEventPublisher:
 
 
 def model_event_consumer(kafka: KafkaSettings) -> KafkaConsumer:
-    # Every tagger must see every event, so each gets a group of its own; it only needs
-    # events from now on, as it reads the current state from the registry at start.
-    return make_consumer(
-        kafka, f"topictag-adapter-watch-{uuid.uuid4().hex[:12]}", kafka.models_topic, auto_offset_reset="latest"
-    )
+    """A reader of every partition of the models topic from its current end, in no consumer
+    group. Every tagger must see every event, so a group would only get in the way: its join
+    handshake never completed under the watch's non-blocking polls, events went unread and
+    taggers switched only on their periodic look. Events before now are not needed: a watch
+    reads the registry's state when it starts."""
+    ensure_topics(kafka, kafka.models_topic)
+    consumer = KafkaConsumer(**client_config(kafka), group_id=None, enable_auto_commit=False, auto_offset_reset="latest")
+    deadline = time.monotonic() + 30
+    while not (ids := consumer.partitions_for_topic(kafka.models_topic)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a topic just created takes a moment to show in the metadata
+    if not ids:
+        consumer.close()
+        raise RuntimeError(f"topic {kafka.models_topic} has no partitions in the broker's metadata")
+    partitions = [TopicPartition(kafka.models_topic, p) for p in sorted(ids)]
+    consumer.assign(partitions)
+    consumer.seek_to_end(*partitions)
+    for tp in partitions:  # resolve the end now, so an event published from here on is read
+        consumer.position(tp)
+    return consumer
 
 
 class ProductionAdapterWatch:

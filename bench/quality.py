@@ -2,11 +2,13 @@
 distilled with `topictag distill`'s defaults (trained on the other rows only), and the
 original 8B student's recorded predictions for the same rows.
 
-    .venv/bin/python -m bench.quality [--adapter DIR] [--mbr 4 8]
+    .venv/bin/python -m bench.quality [--adapter DIR] [--mbr 4 8] [--cuts 256]
 
 Without --adapter it trains one into bench/results/adapter (once). --mbr N adds a row for the
 distilled student with minimum-Bayes-risk decoding over the greedy answer and N samples
-(TOPICTAG_STUDENT_MBR_SAMPLES), beside greedy, on the same engine in the same run.
+(TOPICTAG_STUDENT_MBR_SAMPLES), beside greedy, on the same engine in the same run. --cuts N
+adds a row for the distilled student served abstracts cut at N tokens
+(TOPICTAG_STUDENT_MAX_ABSTRACT_TOKENS) instead of the tagger's setting.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--adapter", type=Path)
     parser.add_argument("--mbr", type=int, nargs="*", default=[], help="MBR sample counts to score too")
+    parser.add_argument("--cuts", type=int, nargs="*", default=[], help="abstract cuts (tokens) to serve at too")
     args = parser.parse_args()
     settings = get_settings()
     adapter_dir = args.adapter
@@ -44,23 +47,24 @@ def main() -> None:
     engine = create_engine(settings)
     rows = {}
     distilled = Adapter("bench", adapter_dir, lora_id=1)
-    runs = [("base SmolLM2, the tagger's prompt", None, 0), ("distilled student (topictag distill)", distilled, 0)]
-    runs += [(f"distilled student, MBR over greedy + {n} samples", distilled, n) for n in args.mbr]
-    for name, adapter, mbr_samples in runs:
+    cut = settings.student.max_abstract_tokens
+    runs = [("base SmolLM2, the tagger's prompt", None, 0, cut), ("distilled student (topictag distill)", distilled, 0, cut)]
+    runs += [(f"distilled student, MBR over greedy + {n} samples", distilled, n, cut) for n in args.mbr]
+    runs += [(f"distilled student, abstracts cut at {c} tokens", distilled, 0, c) for c in args.cuts]
+    for name, adapter, mbr_samples, max_abstract_tokens in runs:
         engine.use_adapter(adapter)
-        engine.settings = settings.model_copy(
-            update={"student": settings.student.model_copy(update={"mbr_samples": mbr_samples})}
-        )
+        engine.settings = settings.model_copy(update={"student": settings.student.model_copy(
+            update={"mbr_samples": mbr_samples, "max_abstract_tokens": max_abstract_tokens})})
         started = time.monotonic()
         topics = [p.topic for i in range(0, len(papers), 64) for p in engine.predict(papers[i : i + 64])]
         rows[name] = score(topics, refs) | {"papers_per_s": round(len(papers) / (time.monotonic() - started), 2)}
     engine.close()
     rows["original 8B student (recorded predictions)"] = score(held_out["original_student_prediction"].tolist(), refs)
-    result = {"held_out_rows": len(held_out), "adapter": str(adapter_dir), "table": rows}
+    result = {"held_out_rows": len(held_out), "adapter": str(adapter_dir), "serving_cut": cut, "table": rows}
     write("quality", result)
     table = pd.DataFrame(rows).T[["bleu3", "rouge1_f", "original_bleu", "embedding_similarity"]]
     print(table.to_markdown())
-    labels = ["base", "distilled", *(f"MBR {n}" for n in args.mbr), "original 8B"]
+    labels = ["base", "distilled", *(f"MBR {n}" for n in args.mbr), *(f"cut {c}" for c in args.cuts), "original 8B"]
     bar_chart("quality", labels, [r["rouge1_f"] for r in rows.values()],
               "ROUGE-1 F (%)", f"Held-out teacher labels ({len(held_out)} rows)")
 

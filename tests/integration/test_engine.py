@@ -64,3 +64,17 @@ def test_mbr_keeps_the_candidate_the_others_agree_with(student_engine, sample_pa
     # The same candidates again (seeded), and the consensus of each kept.
     normalised = [[normalise_topic(x) for x in c] for c in candidates]
     assert topics == [n[mbr.choose(n)] for n in normalised]
+
+
+def test_mbr_on_a_batch_larger_than_one_engine_step(student_engine, sample_papers):
+    """Seeded samples for more prompts than one engine step holds (4,096 tokens on vLLM's
+    CPU backend): a prompt split across steps once killed the engine core."""
+    settings = student_engine.settings
+    student_engine.settings = settings.model_copy(
+        update={"student": settings.student.model_copy(update={"mbr_samples": 2})}
+    )
+    try:
+        assert_sane([p.topic for p in student_engine.predict(papers_from(sample_papers[:16]))], 16)
+    finally:
+        student_engine.settings = settings
+    assert_sane([p.topic for p in student_engine.predict(papers_from(sample_papers[16:18]))], 2)  # still alive

@@ -20,11 +20,15 @@ class VllmEngine(StudentEngine):
         from vllm.platforms import current_platform
 
         cfg = settings.student
-        memory: dict = {"gpu_memory_utilization": cfg.gpu_memory_utilization}
+        per_platform: dict = {"gpu_memory_utilization": cfg.gpu_memory_utilization}
         if current_platform.is_cpu():
             # On the CPU backend the utilisation fraction is of RAM; an explicit KV cache size
             # is predictable on a shared machine.
-            memory = {"kv_cache_memory_bytes": int(cfg.kv_cache_gib * _GIB)}
+            per_platform = {"kv_cache_memory_bytes": int(cfg.kv_cache_gib * _GIB)}
+            # No prompt is split across engine steps: a split one's sampled token is thrown
+            # away and its seeded generator rewound, which CPU generators cannot do (the
+            # engine core died on the first MBR batch that split a prompt).
+            per_platform["enable_chunked_prefill"] = False
         self.llm = LLM(
             model=model_path,
             dtype=resolve_dtype(cfg.dtype),
@@ -35,7 +39,7 @@ class VllmEngine(StudentEngine):
             enforce_eager=cfg.enforce_eager,
             enable_prefix_caching=True,
             seed=0,
-            **memory,
+            **per_platform,
         )
         self._sampling = SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens)
         self._tokenizer = self.llm.get_tokenizer()

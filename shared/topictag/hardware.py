@@ -37,6 +37,12 @@ def native_bf16() -> bool:
 
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
+    return cpu_bf16()
+
+
+@functools.cache
+def cpu_bf16() -> bool:
+    """True where this machine's CPU computes bf16 natively (AMX / AVX512-BF16)."""
     return bool(cpu_flags() & _BF16_CPU_FLAGS)
 
 

@@ -82,6 +82,29 @@ def test_semantic_search_finds_the_meaning(indexed):
         assert c.get("/v1/search", params={"q": ""}).status_code == 422
 
 
+def test_bf16_candidates_give_the_papers_of_the_exact_scan(store, shared_data, monkeypatch):
+    """Where the CPU computes bf16, search picks candidates on a bf16 copy of the vectors
+    and ranks them in fp32: the same papers with the same scores as the fp32 scan."""
+    import pandas as pd
+
+    from topictag.topics import queries
+
+    topics = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv")["teacher_topic"].astype(str).tolist()
+    batch = [tagged(i, t) for i, t in enumerate(topics[:400])]  # near-duplicate topics among them
+    store.save_tagged(batch)
+    TopicIndex(store, threshold=0.85).add(batch)
+    asked = topics[400:440]
+    found = {}
+    for bf16 in (True, False):
+        monkeypatch.setattr(queries, "cpu_bf16", lambda bf16=bf16: bf16)
+        index = queries.SearchIndex(store)
+        found[bf16] = [index.search(q, 20) for q in asked]
+        assert (index._coarse is not None) == bf16
+    for coarse, exact in zip(found[True], found[False]):
+        assert [s for _, s in coarse] == pytest.approx([s for _, s in exact], abs=1e-5)
+        assert {p.arxiv_id for p, _ in coarse} == {p.arxiv_id for p, _ in exact}  # a tie may swap places
+
+
 def test_searches_over_the_bound_are_refused_at_once_and_the_rest_answered(indexed):
     """With search_max_waiting searches inside, the next gets 503 + Retry-After without
     waiting; those let in are answered, and once they are, searches are let in again."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from typing import Annotated
+from typing import Annotated, Self
 
 from fastapi.exceptions import RequestValidationError
 import re
@@ -74,7 +74,8 @@ class PaperSummary(BaseModel):
     tagged_at: UtcDatetime | None
 
     @classmethod
-    def of(cls, p: PaperRecord) -> "PaperSummary":
+    def of(cls, p: PaperRecord, **extra) -> Self:
+        """The summary of a stored paper; ``extra``: the fields a subclass adds."""
         return cls(
             arxiv_id=p.arxiv_id,
             title=p.title,
@@ -83,6 +84,7 @@ class PaperSummary(BaseModel):
             topic=p.topic,
             adapter_version=p.adapter_version,
             tagged_at=p.tagged_at,
+            **extra,
         )
 
 
@@ -93,8 +95,8 @@ class PaperDetail(PaperSummary):
 
     @classmethod
     def of_history(cls, p: PaperRecord, history: list[TopicAssignment]) -> "PaperDetail":
-        return cls(
-            **PaperSummary.of(p).model_dump(),
+        return cls.of(
+            p,
             abstract=p.abstract,
             model=p.model,
             history=[TopicVersion(adapter_version=h.adapter_version, topic=h.topic, tagged_at=h.tagged_at) for h in history],

@@ -31,7 +31,7 @@ async def search(
 
     def run() -> SearchOut:
         hits = request.app.state.search.search(q, limit)
-        return SearchOut(items=[SearchHit(**PaperSummary.of(paper).model_dump(), score=round(score, 4)) for paper, score in hits])
+        return SearchOut(items=[SearchHit.of(paper, score=round(score, 4)) for paper, score in hits])
 
     # Counted from here, in the event loop: a search waiting for a thread is already inside.
     with request.app.state.search_admission.admit():

@@ -90,6 +90,7 @@ def browser(tmp_path):
 
 
 def test_dashboard_shows_stream_chart_search_and_clusters(gateway_url, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -108,8 +109,16 @@ def test_dashboard_shows_stream_chart_search_and_clusters(gateway_url, browser):
     first = browser.find_element(By.CSS_SELECTOR, "#results-list li .topic").text
     assert "Anomaly" in first
 
-    cluster = browser.find_element(By.XPATH, "//ol[@id='clusters']/li[contains(., 'Graph Neural Networks')]")
-    cluster.click()
+    def click_cluster(d) -> bool:
+        # The page re-renders the cluster list as it polls: an item found just before a
+        # refresh is gone by the click, and the next one is clicked instead (as a person would).
+        try:
+            d.find_element(By.XPATH, "//ol[@id='clusters']/li[contains(., 'Graph Neural Networks')]").click()
+            return True
+        except StaleElementReferenceException:
+            return False
+
+    wait.until(click_cluster)
     wait.until(lambda d: "Cluster: Graph Neural Networks" in d.find_element(By.ID, "results-title").text)
     topics = {e.text for e in browser.find_elements(By.CSS_SELECTOR, "#results-list li .topic")}
     assert topics == {"Graph Neural Networks for Molecules"}

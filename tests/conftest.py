@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,14 @@ _SLOWEST_FIRST = (
 def pytest_collection_modifyitems(config, items):
     rank = {path: i for i, path in enumerate(_SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep their order
+
+
+@contextmanager
+def student_settings(engine, **update):
+    """The session's engine with some student settings changed, for a block; restored after."""
+    settings = engine.settings
+    engine.settings = settings.model_copy(update={"student": settings.student.model_copy(update=update)})
+    try:
+        yield engine
+    finally:
+        engine.settings = settings

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from sqlmodel import Session, select
 
-from tests.conftest import make_settings
+from tests.conftest import make_settings, student_settings
 from tests.e2e.test_labeler import Labeler
 from tests.e2e.test_stream import Tagger, wait_until
 from topictag.adapters.events import ModelEventPublisher, ProductionAdapterWatch, model_event_consumer
@@ -156,15 +156,10 @@ def test_the_loop(loop_settings, student_engine, shared_data, tmp_path):
             #    scored on abstracts cut as the trainer cut them for v1: on the suite's shorter cut
             #    the few-shot base model beat v1 once (the worse candidate was promoted).
             worse = settings.model_copy(update={"distill": settings.distill.model_copy(update={"max_steps": 1, "learning_rate": 1e-12})})
-            serving = student_engine.settings
-            student_engine.settings = serving.model_copy(update={"student": serving.student.model_copy(
-                update={"max_abstract_tokens": settings.distill.max_abstract_tokens})})
-            try:
-                with training_pipeline(worse) as pipeline:
-                    pipeline.engine_factory = lambda: Borrowed(student_engine)
-                    outcome = pipeline.run("deliberately-worse")
-            finally:
-                student_engine.settings = serving
+            with student_settings(student_engine, max_abstract_tokens=settings.distill.max_abstract_tokens), \
+                    training_pipeline(worse) as pipeline:
+                pipeline.engine_factory = lambda: Borrowed(student_engine)
+                outcome = pipeline.run("deliberately-worse")
             assert outcome.status == "refused" and "ROUGE-1" in outcome.detail
             production = registry.production()
             assert production.version == v1.version != outcome.version

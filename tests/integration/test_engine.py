@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.conftest import student_settings
 from topictag.schemas import Paper
 from topictag.settings import Settings, StudentSettings
 from topictag.student.normalise import MAX_TOPIC_CHARS, MAX_TOPIC_WORDS
@@ -53,14 +54,8 @@ def test_mbr_keeps_the_candidate_the_others_agree_with(student_engine, sample_pa
     candidates = student_engine.candidates(conversations, 4, 0.7)
     assert [len(c) for c in candidates] == [5, 5]
     assert [c[0] for c in candidates] == student_engine.generate(conversations)  # greedy first
-    settings = student_engine.settings
-    student_engine.settings = settings.model_copy(
-        update={"student": settings.student.model_copy(update={"mbr_samples": 4, "mbr_temperature": 0.7})}
-    )
-    try:
+    with student_settings(student_engine, mbr_samples=4, mbr_temperature=0.7):
         topics = [p.topic for p in student_engine.predict(papers)]
-    finally:
-        student_engine.settings = settings
     # The same candidates again (seeded), and the consensus of each kept.
     normalised = [[normalise_topic(x) for x in c] for c in candidates]
     assert topics == [n[mbr.choose(n)] for n in normalised]
@@ -69,12 +64,6 @@ def test_mbr_keeps_the_candidate_the_others_agree_with(student_engine, sample_pa
 def test_mbr_on_a_batch_larger_than_one_engine_step(student_engine, sample_papers):
     """Seeded samples for more prompts than one engine step holds (4,096 tokens on vLLM's
     CPU backend): a prompt split across steps once killed the engine core."""
-    settings = student_engine.settings
-    student_engine.settings = settings.model_copy(
-        update={"student": settings.student.model_copy(update={"mbr_samples": 2})}
-    )
-    try:
+    with student_settings(student_engine, mbr_samples=2):
         assert_sane([p.topic for p in student_engine.predict(papers_from(sample_papers[:16]))], 16)
-    finally:
-        student_engine.settings = settings
     assert_sane([p.topic for p in student_engine.predict(papers_from(sample_papers[16:18]))], 2)  # still alive

@@ -23,6 +23,12 @@ TAG_BATCH_SECONDS = Histogram(
 TAG_BATCH_SIZE = Histogram(
     "topictag_tag_batch_size", "Papers per engine call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
+TAG_CONFIDENCE = Histogram(
+    "topictag_tag_confidence",
+    "Mean token log-probability of each topic the student gave (0 is certain); a new adapter's shift shows here.",
+    ["adapter_version"],
+    buckets=(-4, -2, -1.5, -1, -0.75, -0.5, -0.3, -0.2, -0.1, -0.05, 0),
+)
 STORE_RETRIES = Counter("topictag_store_retries_total", "Store writes retried after an error.")
 ADAPTER_IN_SERVICE = Gauge(
     "topictag_adapter_in_service", "1 for the adapter version this worker serves.", ["adapter_version"]

@@ -147,6 +147,11 @@ class TagResult(BaseModel):
     )
     model: str = Field(description="Student base model.")
     latency_ms: float = Field(description="Engine time for the batch, divided over its papers.")
+    confidence: float | None = Field(
+        None,
+        description="Mean log-probability of the student's tokens for this topic (0 is certain, lower is less "
+        "sure); null where the student was not asked (an abstract with nothing to tag).",
+    )
     tagged_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
     def to_bytes(self) -> bytes:

@@ -166,9 +166,20 @@ class TeacherSettings(BaseSettings):
 class LabelerSettings(BaseSettings):
     model_config = _config("TOPICTAG_LABELER_")
 
-    group_id: str = Field("topictag-labeler", description="Consumer group of the labelers on the papers topic.")
+    group_id: str = Field("topictag-labeler", description="Consumer group of the labelers.")
     sample_rate: float = Field(0.2, ge=0.0, le=1.0, description="Share of papers sent to the teacher.")
-    policy: Literal["uniform"] = Field("uniform", description="Sampling policy (deterministic by arxiv_id).")
+    policy: Literal["uniform", "confidence"] = Field(
+        "uniform",
+        description="Which papers the teacher gets. uniform: a share of the papers topic, deterministic by "
+        "arxiv_id. confidence: the share of the tagged topic where the student's answer had the lowest mean "
+        "token log-probability.",
+    )
+    confidence_window: int = Field(
+        1000, ge=10, description="confidence policy: recent tagged papers the lowest share is taken from."
+    )
+    confidence_warmup: int = Field(
+        50, ge=0, description="confidence policy: tagged papers seen before it leaves the uniform sample."
+    )
     batch_size: int = Field(16, ge=1)
     max_wait_ms: int = Field(500, ge=0)
     parked_retry_s: float = Field(60.0, description="How often parked papers are offered to the teacher again.")

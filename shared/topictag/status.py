@@ -75,23 +75,32 @@ def _utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=timezone.utc) if ts is not None and ts.tzinfo is None else ts
 
 
+def worker_groups(settings: Settings) -> list[tuple[str, str]]:
+    """(consumer group, topic) of the tagger and the labeler; the labeler's topic is
+    ``papers.tagged`` under the confidence policy."""
+    from topictag.labeler.sampling import labeler_topic
+
+    return [(settings.tagger.group_id, settings.kafka.papers_topic), (settings.labeler.group_id, labeler_topic(settings))]
+
+
 def consumer_lags(settings: Settings, timeout_s: float) -> tuple[list[GroupLag], str | None]:
-    """Lag of the tagger and labeler groups on the papers topic, and why it is unknown if it is."""
+    """Lag of the tagger and labeler groups on the topics they read, and why it is unknown if it is."""
     from kafka.errors import KafkaError
 
     from topictag.bus.kafka import consumer_lag
 
-    topic = settings.kafka.papers_topic
-    groups = [settings.tagger.group_id, settings.labeler.group_id]
-    unknown = [GroupLag(topic=topic, group=g, lag=None) for g in groups]
+    pairs = worker_groups(settings)
+    unknown = [GroupLag(topic=topic, group=g, lag=None) for g, topic in pairs]
     if not settings.kafka.bootstrap:
         return unknown, "no broker configured (TOPICTAG_KAFKA_BOOTSTRAP is unset)"
     try:
-        lags = consumer_lag(settings.kafka, topic, groups, timeout_s=timeout_s)
+        by_topic = {t: consumer_lag(settings.kafka, t, [g for g, tt in pairs if tt == t], timeout_s=timeout_s)
+                    for t in dict.fromkeys(t for _, t in pairs)}
+        lags = [GroupLag(topic=topic, group=g, lag=by_topic[topic][g]) for g, topic in pairs]
     except (KafkaError, OSError) as exc:
         # kafka-python's messages already start with the error's name
         return unknown, f"broker unreachable at {settings.kafka.bootstrap}: {str(exc) or exc.__class__.__name__}"
-    return [GroupLag(topic=topic, group=g, lag=lags[g]) for g in groups], None
+    return lags, None
 
 
 def tagging(store: Store, now: datetime) -> Tagging:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from tests.e2e.test_stream import drain, wait_until
 from topictag.bus.embedded import free_port
 from topictag.bus.kafka import ensure_topics, group_lag, make_consumer, make_producer
 from topictag.ingest import publish_records
-from topictag.labeler.sampling import UniformSampler
+from topictag.labeler.sampling import UniformSampler, create_policy, labeler_topic
 from topictag.labeler.worker import LabelerWorker
 from topictag.schemas import Paper
 from topictag.settings import KafkaSettings, LabelerSettings, Settings, StoreSettings, TeacherSettings
@@ -63,10 +64,10 @@ class Labeler:
 
     def __init__(self, settings: Settings, teacher: Teacher, store: Store):
         kafka = settings.kafka
-        self.consumer = make_consumer(kafka, settings.labeler.group_id, kafka.papers_topic)
+        self.consumer = make_consumer(kafka, settings.labeler.group_id, labeler_topic(settings))
         self.producer = make_producer(kafka)
         self.worker = LabelerWorker(settings, teacher, store, self.consumer, self.producer,
-                                    UniformSampler(settings.labeler.sample_rate))
+                                    create_policy(settings.labeler))
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
     def __enter__(self):
@@ -112,7 +113,7 @@ def read_labels_topic(kafka: KafkaSettings, want: int) -> list[tuple[str, dict]]
 
 def sampled_ids(rows: list[dict]) -> set[str]:
     sampler = UniformSampler(RATE)
-    return {r["arxiv_id"] for r in rows if sampler.wants(Paper(**r))}
+    return {r["arxiv_id"] for r in rows if sampler.wants(r["arxiv_id"])}
 
 
 def invalid_count() -> float:
@@ -157,6 +158,43 @@ def test_sampled_papers_get_teacher_labels_exactly_once(tmp_path, kafka, shared_
     assert not expected & set(teacher.asked)
     assert store.count_teacher_labels() == len(expected)
     assert len(read_labels_topic(settings.kafka, len(expected))) == len(expected)
+    store.close()
+
+
+def test_confidence_policy_sends_the_teacher_what_the_student_was_least_sure_of(
+    tmp_path, kafka, shared_data, dev_papers, student_engine
+):
+    """The whole chain: the tagger tags papers with the real student and publishes each
+    topic with its confidence; the labeler, reading those results, asks the teacher about
+    the least sure share and labels them from the stored paper text."""
+    from tests.e2e.test_stream import Tagger
+
+    base = settings_for(tmp_path, kafka, shared_data)
+    settings = base.model_copy(update={
+        "labeler": base.labeler.model_copy(update={"policy": "confidence", "sample_rate": 0.25, "confidence_warmup": 0}),
+        "tagger": base.tagger.model_copy(update={"group_id": f"tagger-{uuid.uuid4().hex[:6]}", "batch_size": 8,
+                                                 "max_wait_ms": 200}),
+    })
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store_url)
+    known = [p for p in dev_papers if p["arxiv_id"].startswith("dev-")]
+    publish(settings.kafka, known)
+    teacher = AskedTeacher(RecordedTeacher(settings.teacher_labels_file, settings.teacher.model))
+    with Tagger(settings, student_engine, store) as tagger, Labeler(settings, teacher, store):
+        wait_until(lambda: sum(len(b.tagged) for b in tagger.batches) == len(known), 120, "tagging")
+        confidence = {r.arxiv_id: r.confidence for b in tagger.batches for r in b.tagged}
+        wait_until(lambda: store.count_teacher_labels() >= 8, 60, "teacher labels")
+        time.sleep(2)  # the last tag results reach the labeler
+    assert all(c is not None and c < 0 for c in confidence.values())
+    asked = set(teacher.asked)
+    assert 8 <= len(asked) <= 22, len(asked)  # about a quarter of 60
+    ranked = sorted(confidence, key=confidence.get)  # least sure first
+    mean_rank = sum(ranked.index(i) for i in asked) / len(asked) / len(ranked)
+    assert mean_rank < 0.3, mean_rank  # a uniform sample sits near 0.5
+    # The recorded teacher knows a paper by its abstract: a label for each asked paper means
+    # the labeler sent the paper's text as stored.
+    assert store.labelled_ids(sorted(asked), teacher.model) == asked
+    assert sorted(key for key, _ in read_labels_topic(settings.kafka, len(asked))) == sorted(asked)
     store.close()
 
 

@@ -34,12 +34,18 @@ def test_overlong_abstract_is_cut_to_fit_the_context(student_engine, sample_pape
     assert_sane([p.topic for p in student_engine.predict([long])], 1)
 
 
-def test_transformers_engine_agrees_in_form(sample_papers):
+def test_transformers_engine_agrees_in_form_and_confidence(student_engine, sample_papers):
     from topictag.student.engine import create_engine
 
     engine = create_engine(Settings(student=StudentSettings(engine="transformers")))
     assert type(engine).__name__ == "TransformersEngine"
-    assert_sane([p.topic for p in engine.predict(papers_from(sample_papers[:4]))], 4)
+    papers = papers_from(sample_papers[:4])
+    predictions = engine.predict(papers)  # one padded batch: the shorter answers' padding is not scored
+    assert_sane([p.topic for p in predictions], 4)
+    same = [(a.confidence, b.confidence) for a, b in zip(predictions, student_engine.predict(papers)) if a.raw == b.raw]
+    assert same  # greedy on the same weights: most answers are the same word for word
+    for ours, vllms in same:
+        assert ours == pytest.approx(vllms, abs=0.1)
 
 
 def test_mbr_keeps_the_candidate_the_others_agree_with(student_engine, sample_papers):
@@ -52,13 +58,41 @@ def test_mbr_keeps_the_candidate_the_others_agree_with(student_engine, sample_pa
     papers = papers_from(sample_papers[:2])
     conversations = [build_messages(p.abstract, p.title, few_shot=True, truncate=student_engine.truncate_abstract) for p in papers]
     candidates = student_engine.candidates(conversations, 4, 0.7)
-    assert [len(c) for c in candidates] == [5, 5]
-    assert [c[0] for c in candidates] == student_engine.generate(conversations)  # greedy first
+    assert [len(samples) for _, samples in candidates] == [4, 4]
+    greedy = student_engine.generate(conversations)
+    assert [g for g, _ in candidates] == greedy
     with student_settings(student_engine, mbr_samples=4, mbr_temperature=0.7):
-        topics = [p.topic for p in student_engine.predict(papers)]
-    # The same candidates again (seeded), and the consensus of each kept.
-    normalised = [[normalise_topic(x) for x in c] for c in candidates]
-    assert topics == [n[mbr.choose(n)] for n in normalised]
+        predictions = student_engine.predict(papers)
+    # The same candidates again (seeded), and the consensus of each kept, greedy first.
+    normalised = [[normalise_topic(x) for x in (g.text, *samples)] for g, samples in candidates]
+    assert [p.topic for p in predictions] == [n[mbr.choose(n)] for n in normalised]
+    assert [p.confidence for p in predictions] == [g.mean_logprob for g in greedy]  # of the greedy answer
+
+
+def test_confidence_is_the_mean_log_probability_of_the_answer(student_engine, sample_papers):
+    """The confidence the labeler samples by: the mean log-probability of the answer's tokens
+    (its end token included, if it ended), as a plain forward pass over prompt and answer gives it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from topictag.student.prompt import build_messages
+
+    tokenizer = student_engine.tokenizer
+    papers = papers_from(sample_papers[:6])
+    conversations = [build_messages(p.abstract, p.title, few_shot=True, truncate=student_engine.truncate_abstract) for p in papers]
+    completions = student_engine.generate(conversations)
+    model = AutoModelForCausalLM.from_pretrained(student_engine.model_path, dtype=torch.float32).eval()
+    for conversation, completion in zip(conversations, completions):
+        prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+        answer_ids = tokenizer(completion.text, add_special_tokens=False).input_ids
+        if len(answer_ids) < student_engine.settings.student.max_new_tokens:  # it ended, not cut at the limit
+            answer_ids.append(tokenizer.eos_token_id)
+        with torch.inference_mode():
+            logits = model(torch.tensor([prompt_ids + answer_ids])).logits[0, len(prompt_ids) - 1 : -1]
+        expected = logits.log_softmax(-1).gather(-1, torch.tensor(answer_ids)[:, None]).mean().item()
+        assert completion.mean_logprob == pytest.approx(expected, abs=0.05), completion.text
+    assert len({round(c.mean_logprob, 3) for c in completions}) > 1  # it tells papers apart
 
 
 def test_mbr_on_a_batch_larger_than_one_engine_step(student_engine, sample_papers):

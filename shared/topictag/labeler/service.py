@@ -7,7 +7,7 @@ import signal
 
 from topictag import metrics
 from topictag.bus.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
-from topictag.labeler.sampling import create_policy
+from topictag.labeler.sampling import create_policy, labeler_topic
 from topictag.labeler.worker import LabelerWorker
 from topictag.settings import Settings
 from topictag.store.repository import open_store
@@ -23,9 +23,11 @@ def run_labeler(settings: Settings) -> None:
     teacher = create_teacher(settings)
     wait_for_broker(kafka)
     ensure_topics(kafka)
-    consumer = make_consumer(kafka, settings.labeler.group_id, kafka.papers_topic)
+    policy = create_policy(settings.labeler)
+    source = labeler_topic(settings)
+    consumer = make_consumer(kafka, settings.labeler.group_id, source)
     producer = make_producer(kafka)
-    worker = LabelerWorker(settings, teacher, store, consumer, producer, create_policy(settings.labeler))
+    worker = LabelerWorker(settings, teacher, store, consumer, producer, policy)
 
     def _stop(signum, _frame):
         log.info("received %s: finishing the current batch", signal.Signals(signum).name)
@@ -33,8 +35,8 @@ def run_labeler(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.info("labeling %.0f%% of %s with %s (%s)", 100 * settings.labeler.sample_rate, kafka.papers_topic,
-             teacher.model, settings.teacher.backend)
+    log.info("labeling %.0f%% of %s (%s sampling) with %s (%s)", 100 * settings.labeler.sample_rate, source,
+             settings.labeler.policy, teacher.model, settings.teacher.backend)
     try:
         worker.run()
     finally:

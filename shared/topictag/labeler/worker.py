@@ -1,5 +1,6 @@
-"""The labeler: a consumer-group worker on ``papers`` that sends the sampled share to the
-teacher, stores its labels and publishes them on ``labels``, then commits.
+"""The labeler: a consumer-group worker on ``papers`` (or, for the confidence policy, on
+``papers.tagged``) that sends the sampled share to the teacher, stores its labels and
+publishes them on ``labels``, then commits.
 
 A teacher outage loses no sampled paper: what the teacher cannot answer is parked in the
 store and offered to it again later, with growing back-off, while the stream moves on.
@@ -18,12 +19,13 @@ from datetime import datetime, timedelta, timezone
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
 
 from topictag import metrics
 from topictag.bus.batching import batch_offsets, poll_batch
 from topictag.bus.publish import Message, ReliablePublisher
 from topictag.labeler.sampling import SamplingPolicy
-from topictag.schemas import InvalidPaper, Paper, decode_paper
+from topictag.schemas import InvalidPaper, Paper, TagResult, decode_paper
 from topictag.settings import Settings
 from topictag.store.models import TeacherLabel
 from topictag.store.repository import Store
@@ -95,15 +97,10 @@ class LabelerWorker:
 
     def process(self, records: list[ConsumerRecord]) -> LabelOutcome:
         outcome = LabelOutcome()
-        papers: dict[str, Paper] = {}
-        for record in records:
-            try:
-                paper = decode_paper(record.value, self.settings.paper)
-            except InvalidPaper:
-                outcome.invalid += 1  # the tagger dead-letters it; nothing for the teacher
-                continue
-            if self.policy.wants(paper):
-                papers[paper.arxiv_id] = paper
+        if self.policy.reads_tagged:
+            papers = self._sampled_tagged(records, outcome)
+        else:
+            papers = self._sampled_new(records, outcome)
         metrics.LABELER_INVALID.inc(outcome.invalid)
         # A replayed batch must not pay the teacher twice.
         done = self.store.labelled_ids(list(papers), self.teacher.model)
@@ -124,6 +121,38 @@ class LabelerWorker:
                      extra={"teacher_model": self.teacher.model, "sampled": outcome.sampled,
                             "labelled": len(outcome.labelled), "unknown": outcome.unknown, "parked": len(outcome.parked)})
         return outcome
+
+    def _sampled_new(self, records: list[ConsumerRecord], outcome: LabelOutcome) -> dict[str, Paper]:
+        papers: dict[str, Paper] = {}
+        for record in records:
+            try:
+                paper = decode_paper(record.value, self.settings.paper)
+            except InvalidPaper:
+                outcome.invalid += 1  # the tagger dead-letters it; nothing for the teacher
+                continue
+            if self.policy.wants(paper.arxiv_id):
+                papers[paper.arxiv_id] = paper
+        return papers
+
+    def _sampled_tagged(self, records: list[ConsumerRecord], outcome: LabelOutcome) -> dict[str, Paper]:
+        """Judge tag results by the student's confidence; the sampled papers' text comes from
+        the store, where the tagger wrote it before publishing the result."""
+        wanted: list[str] = []
+        for record in records:
+            try:
+                result = TagResult.model_validate_json(record.value)
+            except ValidationError as exc:
+                outcome.invalid += 1
+                log.warning("unreadable tag result at %s[%d]@%d: %s", record.topic, record.partition,
+                            record.offset, exc.errors()[0]["msg"])
+                continue
+            if self.policy.wants(result.arxiv_id, result.confidence):
+                wanted.append(result.arxiv_id)
+        papers = {p.arxiv_id: p for p in self.store.papers_to_label(wanted)}
+        missing = [i for i in wanted if i not in papers]
+        if missing:  # only if papers were deleted after tagging; nothing to send the teacher
+            log.warning("%d sampled papers are not in the store: %s", len(missing), ", ".join(missing[:5]))
+        return papers
 
     def retry_parked(self, limit: int = 256) -> LabelOutcome:
         """Offer parked papers whose back-off has passed to the teacher again."""

@@ -188,6 +188,15 @@ class Store:
         with Session(self.engine) as s:
             return {p.arxiv_id: p for p in s.exec(query).all()}
 
+    def papers_to_label(self, arxiv_ids: Sequence[str]) -> list[Paper]:
+        """Stored papers, whole, as the teacher is asked about them."""
+        if not arxiv_ids:
+            return []
+        query = select(PaperRecord).where(col(PaperRecord.arxiv_id).in_(list(arxiv_ids)))
+        with Session(self.engine) as s:
+            return [Paper(arxiv_id=p.arxiv_id, title=p.title, abstract=p.abstract, categories=p.categories,
+                          published=p.published) for p in s.exec(query).all()]
+
     def list_papers(
         self,
         *,

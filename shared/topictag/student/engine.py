@@ -36,9 +36,20 @@ class AdapterLoadError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Completion:
+    """A greedy answer and how sure the student was of it."""
+
+    text: str
+    # Mean log-probability of its tokens (0 is certain; lower is less sure). The labeler's
+    # confidence policy sends the teacher the papers where this is lowest.
+    mean_logprob: float
+
+
+@dataclass(frozen=True)
 class Prediction:
     topic: str
     raw: str
+    confidence: float | None = None  # the greedy answer's mean token log-probability
 
 
 class StudentEngine(abc.ABC):
@@ -71,17 +82,20 @@ class StudentEngine(abc.ABC):
             build_messages(texts[i][0], texts[i][1], few_shot=few_shot, truncate=self.truncate_abstract) for i in asked
         ]
         predictions = [Prediction(UNCLASSIFIED, "")] * len(papers)
-        for i, raw in zip(asked, self._answers(conversations) if conversations else []):
-            predictions[i] = Prediction(normalise_topic(raw), raw)
+        for i, (raw, confidence) in zip(asked, self._answers(conversations) if conversations else []):
+            predictions[i] = Prediction(normalise_topic(raw), raw, confidence)
         return predictions
 
-    def _answers(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+    def _answers(self, conversations: list[list[dict[str, str]]]) -> list[tuple[str, float]]:
+        """The answer to each conversation, with the greedy answer's confidence (also under
+        MBR: how sure the student is of its most likely answer)."""
         cfg = self.settings.student
         if cfg.mbr_samples < 1:
-            return self.generate(conversations)
+            return [(c.text, c.mean_logprob) for c in self.generate(conversations)]
         out = []
-        for candidates in self.candidates(conversations, cfg.mbr_samples, cfg.mbr_temperature):
-            out.append(candidates[mbr.choose([normalise_topic(c) for c in candidates])])
+        for greedy, samples in self.candidates(conversations, cfg.mbr_samples, cfg.mbr_temperature):
+            texts = [greedy.text, *samples]
+            out.append((texts[mbr.choose([normalise_topic(t) for t in texts])], greedy.mean_logprob))
         return out
 
     def truncate_abstract(self, abstract: str) -> str:
@@ -96,7 +110,7 @@ class StudentEngine(abc.ABC):
     def tokenizer(self): ...
 
     @abc.abstractmethod
-    def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+    def generate(self, conversations: list[list[dict[str, str]]]) -> list[Completion]:
         """Greedy completions, one per conversation, with the current adapter."""
 
     @abc.abstractmethod
@@ -104,9 +118,11 @@ class StudentEngine(abc.ABC):
         """``n`` sampled completions per conversation, with the current adapter; the same
         ones on every call (seeded)."""
 
-    def candidates(self, conversations: list[list[dict[str, str]]], n: int, temperature: float) -> list[list[str]]:
-        """The greedy completion, then ``n`` samples, per conversation."""
-        return [[greedy, *samples] for greedy, samples in zip(self.generate(conversations), self.sample(conversations, n, temperature))]
+    def candidates(
+        self, conversations: list[list[dict[str, str]]], n: int, temperature: float
+    ) -> list[tuple[Completion, list[str]]]:
+        """The greedy completion and ``n`` samples, per conversation."""
+        return list(zip(self.generate(conversations), self.sample(conversations, n, temperature)))
 
     def close(self) -> None:
         """Release the engine's processes and memory."""

@@ -9,7 +9,7 @@ import torch
 
 from topictag.hardware import resolve_dtype
 from topictag.settings import Settings
-from topictag.student.engine import Adapter, AdapterLoadError, StudentEngine
+from topictag.student.engine import Adapter, AdapterLoadError, Completion, StudentEngine
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -49,16 +49,25 @@ class TransformersEngine(StudentEngine):
             self.model.set_adapter(adapter.version)
         super().use_adapter(adapter)
 
-    def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
-        return self._generate(conversations, do_sample=False)
+    def generate(self, conversations: list[list[dict[str, str]]]) -> list[Completion]:
+        texts, tokens, scores = self._generate(conversations, do_sample=False, output_logits=True)
+        # Log-probability of each chosen token, up to and including the first end-of-answer
+        # token; what follows it is padding.
+        logprobs = torch.stack(scores, dim=1).float().log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        eos = torch.tensor(self.base.generation_config.eos_token_id, device=tokens.device).reshape(-1)
+        ended = torch.isin(tokens, eos).long()
+        answer = (ended.cumsum(1) - ended) == 0  # no end token before this position
+        means = (logprobs * answer).sum(1) / answer.sum(1).clamp(min=1)
+        return [Completion(text, float(mean)) for text, mean in zip(texts, means)]
 
     def sample(self, conversations: list[list[dict[str, str]]], n: int, temperature: float) -> list[list[str]]:
         torch.manual_seed(0)
-        flat = self._generate(conversations, do_sample=True, temperature=temperature, num_return_sequences=n)
+        flat, _, _ = self._generate(conversations, do_sample=True, temperature=temperature, num_return_sequences=n)
         return [flat[i * n : (i + 1) * n] for i in range(len(conversations))]
 
     @torch.inference_mode()
-    def _generate(self, conversations: list[list[dict[str, str]]], **decoding) -> list[str]:
+    def _generate(self, conversations: list[list[dict[str, str]]], **decoding) -> tuple[list[str], torch.Tensor, tuple]:
+        """Texts, the new tokens, and (with ``output_logits``) the raw logits of each step."""
         prompts = [
             self._tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
@@ -72,7 +81,8 @@ class TransformersEngine(StudentEngine):
                 **batch,
                 max_new_tokens=self.settings.student.max_new_tokens,
                 pad_token_id=self._tokenizer.pad_token_id,
+                return_dict_in_generate=True,
                 **decoding,
             )
-        new_tokens = out[:, batch["input_ids"].shape[1] :]
-        return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        new_tokens = out.sequences[:, batch["input_ids"].shape[1] :]
+        return self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True), new_tokens, out.logits

@@ -7,7 +7,7 @@ import os
 
 from topictag.hardware import resolve_dtype
 from topictag.settings import Settings
-from topictag.student.engine import Adapter, AdapterLoadError, StudentEngine
+from topictag.student.engine import Adapter, AdapterLoadError, Completion, StudentEngine
 
 _GIB = 1 << 30
 
@@ -41,7 +41,9 @@ class VllmEngine(StudentEngine):
             seed=0,
             **per_platform,
         )
-        self._sampling = SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens)
+        # logprobs=0: no alternatives, just the chosen tokens' log-probabilities (their sum,
+        # over the tokens, is the answer's confidence).
+        self._sampling = SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens, logprobs=0)
         self._tokenizer = self.llm.get_tokenizer()
 
     @property
@@ -68,11 +70,15 @@ class VllmEngine(StudentEngine):
                 raise AdapterLoadError(f"the engine could not load adapter {adapter.version}: {exc}") from exc
         super().use_adapter(adapter)
 
-    def generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+    @staticmethod
+    def _completion(output) -> Completion:
+        return Completion(output.text, output.cumulative_logprob / max(1, len(output.token_ids)))
+
+    def generate(self, conversations: list[list[dict[str, str]]]) -> list[Completion]:
         outputs = self.llm.chat(
             conversations, self._sampling, use_tqdm=False, lora_request=self._lora_request()
         )
-        return [o.outputs[0].text for o in outputs]
+        return [self._completion(o.outputs[0]) for o in outputs]
 
     def _sampled(self, n: int, temperature: float):
         from vllm import SamplingParams
@@ -83,7 +89,9 @@ class VllmEngine(StudentEngine):
         outputs = self.llm.chat(conversations, self._sampled(n, temperature), use_tqdm=False, lora_request=self._lora_request())
         return [[c.text for c in o.outputs] for o in outputs]
 
-    def candidates(self, conversations: list[list[dict[str, str]]], n: int, temperature: float) -> list[list[str]]:
+    def candidates(
+        self, conversations: list[list[dict[str, str]]], n: int, temperature: float
+    ) -> list[tuple[Completion, list[str]]]:
         # One engine call: each prompt twice, greedy and sampled n times; the second shares
         # the first's prefill through the prefix cache.
         k = len(conversations)
@@ -93,7 +101,7 @@ class VllmEngine(StudentEngine):
             use_tqdm=False,
             lora_request=self._lora_request(),
         )
-        return [[outputs[i].outputs[0].text, *(c.text for c in outputs[k + i].outputs)] for i in range(k)]
+        return [(self._completion(outputs[i].outputs[0]), [c.text for c in outputs[k + i].outputs]) for i in range(k)]
 
     def close(self) -> None:
         engine = getattr(self.llm, "llm_engine", None)

@@ -123,6 +123,7 @@ class TaggerWorker:
                     adapter_version=self.engine.adapter_version,
                     model=self.engine.model_name,
                     latency_ms=round(per_paper_ms, 2),
+                    confidence=None if pred.confidence is None else round(pred.confidence, 4),
                 )
                 for p, pred in zip(papers, predictions)
             ]
@@ -136,6 +137,8 @@ class TaggerWorker:
 
         for r in outcome.tagged:
             metrics.PAPERS_TAGGED.labels(r.adapter_version).inc()
+            if r.confidence is not None:
+                metrics.TAG_CONFIDENCE.labels(r.adapter_version).observe(r.confidence)
         for _, reason in outcome.dead:
             metrics.PAPERS_DEAD_LETTERED.labels(reason_kind(reason)).inc()
         if log.isEnabledFor(logging.DEBUG):  # one line per paper, to follow it across services

@@ -39,16 +39,11 @@ def unigram_f1(a: str, b: str) -> float:
 
 
 def _lag(settings) -> list[LagOut]:
-    from topictag.bus.kafka import consumer_lag
+    from topictag.status import consumer_lags
 
-    groups = [settings.tagger.group_id, settings.labeler.group_id]
-    if not settings.kafka.bootstrap:
-        return [LagOut(group=g, lag=None) for g in groups]
-    try:
-        lags = consumer_lag(settings.kafka, settings.kafka.papers_topic, groups)
-    except Exception:  # a stats page must render without the broker
-        return [LagOut(group=g, lag=None) for g in groups]
-    return [LagOut(group=g, lag=lags.get(g)) for g in groups]
+    # A stats page renders without the broker: its lag is then unknown (null).
+    lags, _ = consumer_lags(settings, timeout_s=10.0)
+    return [LagOut(group=g.group, lag=g.lag) for g in lags]
 
 
 @router.get("", response_model=StatsOut)

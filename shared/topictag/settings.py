@@ -107,8 +107,8 @@ class StudentSettings(BaseSettings):
     model_name: str = Field("SmolLM2-135M-Instruct", description="Name recorded with each tag.")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto",
-        description="Compute dtype of the engine. auto: bfloat16 where the hardware computes it natively "
-        "(GPUs, CPUs with AMX/AVX512-BF16), else float32 (emulated bf16 is tens of times slower).",
+        description="Compute dtype of the engine. auto: bfloat16 where it is the fast choice (GPUs; CPUs with "
+        "AMX, or with AVX512-BF16 where a short probe measures it faster than float32), else float32.",
     )
     max_model_len: int = Field(1024, description="Context length the engine reserves per sequence.")
     max_abstract_tokens: int = Field(
@@ -127,6 +127,12 @@ class StudentSettings(BaseSettings):
     gpu_memory_utilization: float = Field(0.9, description="Fraction of GPU memory vLLM may use.")
     max_lora_rank: int = Field(16, description="Largest LoRA rank the engine accepts.")
     enforce_eager: bool = Field(False, description="Disable graph compilation in vLLM.")
+    cpu_reserved_cores: int = Field(
+        0,
+        ge=0,
+        description="vLLM on the CPU: cores left out of its compute threads (VLLM_CPU_NUM_OF_RESERVED_CPU, which "
+        "wins when set). vLLM's own default keeps one for its scheduler, which on 2 cores halves tagging speed.",
+    )
 
 
 class TaggerSettings(BaseSettings):
@@ -237,8 +243,8 @@ class DistillSettings(BaseSettings):
     )
     bf16: bool | None = Field(
         None,
-        description="bf16 autocast. Unset: on where the hardware computes bf16 natively (GPUs, CPUs with "
-        "AMX/AVX512-BF16), off elsewhere.",
+        description="bf16 autocast. Unset: on where bf16 is the fast choice (as the student's dtype auto), "
+        "off elsewhere.",
     )
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory (off: faster on a CPU).")
     padding_free: bool = Field(

@@ -1,4 +1,4 @@
-"""The dtype defaults follow the machine: bf16 only where it is computed natively."""
+"""The dtype defaults follow the machine: bf16 only where it is the fast choice."""
 
 import pytest
 
@@ -23,3 +23,31 @@ def test_explicit_dtype_is_kept(monkeypatch):
     monkeypatch.setattr(hardware, "native_bf16", lambda: False)
     assert hardware.resolve_dtype("bfloat16") == "bfloat16"
     assert hardware.resolve_dtype("float16") == "float16"
+
+
+@pytest.mark.parametrize(
+    ("flags", "gain", "expected"),
+    [
+        ({"avx2", "amx_bf16", "avx512_bf16"}, None, True),  # AMX: no probe needed
+        ({"avx2", "avx512f"}, None, False),  # no bf16 instructions: emulated, never
+        ({"avx512f", "avx512_bf16"}, 1.9, True),  # AVX512-BF16 doubling throughput (AMD Zen 4)
+        ({"avx512f", "avx512_bf16"}, 0.6, False),  # AVX512-BF16 at half fp32's speed (Intel without AMX)
+    ],
+)
+def test_cpu_bf16_from_flags_and_probe(monkeypatch, flags, gain, expected):
+    def probe():
+        assert gain is not None, "probed where the flags alone decide"
+        return gain
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(hardware, "bf16_gain", probe)
+    assert hardware.cpu_bf16.__wrapped__() is expected
+
+
+def test_probe_measures_a_ratio_and_leaves_threads_as_they_were():
+    import torch
+
+    threads = torch.get_num_threads()
+    gain = hardware.bf16_gain(rounds=1)
+    assert 0.01 < gain < 100
+    assert torch.get_num_threads() == threads

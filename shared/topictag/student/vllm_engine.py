@@ -29,6 +29,8 @@ class VllmEngine(StudentEngine):
             # away and its seeded generator rewound, which CPU generators cannot do (the
             # engine core died on the first MBR batch that split a prompt).
             per_platform["enable_chunked_prefill"] = False
+            # Read by the engine's worker process when it binds its OpenMP threads to cores.
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(cfg.cpu_reserved_cores))
         self.llm = LLM(
             model=model_path,
             dtype=resolve_dtype(cfg.dtype),

@@ -6,7 +6,6 @@ starts them, feeds the ``papers`` topic from a file and watches the results arri
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal

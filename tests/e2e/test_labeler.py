@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from prometheus_client import REGISTRY
 from tests.conftest import make_settings
 from tests.e2e.test_stream import drain, wait_until
 from topictag.bus.embedded import free_port
-from topictag.bus.kafka import ensure_topics, group_lag, make_consumer, make_producer
+from topictag.bus.kafka import ensure_topics, group_lag, high_water_marks, make_consumer, make_producer
 from topictag.ingest import publish_records
 from topictag.labeler.sampling import UniformSampler, create_policy, labeler_topic
 from topictag.labeler.worker import LabelerWorker
@@ -181,10 +180,11 @@ def test_confidence_policy_sends_the_teacher_what_the_student_was_least_sure_of(
     publish(settings.kafka, known)
     teacher = AskedTeacher(RecordedTeacher(settings.teacher_labels_file, settings.teacher.model))
     with Tagger(settings, student_engine, store) as tagger, Labeler(settings, teacher, store):
-        wait_until(lambda: sum(len(b.tagged) for b in tagger.batches) == len(known), 120, "tagging")
+        wait_until(lambda: sum(len(b.tagged) for b in tagger.batches) == len(known), 240, "tagging")
         confidence = {r.arxiv_id: r.confidence for b in tagger.batches for r in b.tagged}
-        wait_until(lambda: store.count_teacher_labels() >= 8, 60, "teacher labels")
-        time.sleep(2)  # the last tag results reach the labeler
+        ends = high_water_marks(settings.kafka, settings.kafka.tagged_topic)
+        wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 120,
+                   "the labeler to commit every tag result")
     assert all(c is not None and c < 0 for c in confidence.values())
     asked = set(teacher.asked)
     assert 8 <= len(asked) <= 22, len(asked)  # about a quarter of 60

@@ -13,7 +13,7 @@ from topictag.adapters.registry import adapter_sha256
 from topictag.distill.dataset import in_eval_split, split_key, split_labels
 from topictag.distill.train import distill
 from topictag.settings import DistillSettings, Settings
-from topictag.student.engine import Adapter
+from topictag.student.engine import Adapter, lora_id_for
 
 pytestmark = pytest.mark.model
 
@@ -52,7 +52,7 @@ def test_tiny_training_writes_a_servable_adapter(labels, tmp_path, student_engin
 
     from topictag.schemas import Paper
 
-    student_engine.use_adapter(Adapter("test-distill-v1", out, lora_id=4242))
+    student_engine.use_adapter(Adapter("test-distill-v1", out, lora_id=lora_id_for(result.sha256)))
     try:
         [prediction] = student_engine.predict([Paper(arxiv_id="x", abstract=labels["abstract"][0])])
         assert prediction.topic and "\n" not in prediction.topic and 1 <= len(prediction.topic.split()) <= 12

@@ -12,6 +12,7 @@ from topictag.adapters.registry import (
     AdapterRefused,
     AdapterRegistry,
     adapter_sha256,
+    as_engine_adapter,
     decide_promotion,
 )
 from topictag.settings import PathSettings, Settings
@@ -58,6 +59,25 @@ def test_versions_are_sequential_and_ids_never_reused(registry, tmp_path):
     assert len({r.id for r in rows}) == 3
     assert rows[0].sha256 == adapter_sha256(tmp_path / "v1")
     assert all(r.status == "candidate" for r in rows)
+
+
+def test_engine_ids_follow_the_weights_not_the_store(registry, tmp_path):
+    """An engine can outlive its store (a tagger pointed at a new database, the test suite's
+    shared engine): another store's v1 must not get the id, and so the cached weights, of
+    the first one's v1. The same weights keep one id."""
+    from topictag.store.repository import open_store
+
+    ours = as_engine_adapter(register(registry, tmp_path))
+    other_store = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    other = AdapterRegistry(other_store)
+    theirs = other.register("v1", adapter_dir(tmp_path, "other-weights"), base_model=BASE, metrics={},
+                            training_config={}, label_snapshot={})
+    same = other.register("v2", tmp_path / "v1", base_model=BASE, metrics={}, training_config={}, label_snapshot={})
+    assert ours.version == "v1" and as_engine_adapter(theirs).version == "v1"
+    assert as_engine_adapter(theirs).lora_id != ours.lora_id
+    assert as_engine_adapter(same).lora_id == ours.lora_id
+    assert 0 < ours.lora_id < 2**31
+    other_store.close()
 
 
 def test_promote_then_rollback_walks_back_to_the_base_model(registry, tmp_path):

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from topictag.store.models import AdapterVersion
 from topictag.store.repository import Store
-from topictag.student.engine import Adapter
+from topictag.student.engine import Adapter, lora_id_for
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,7 @@ def verify_adapter(row: AdapterVersion, base_model: str) -> None:
 
 
 def as_engine_adapter(row: AdapterVersion) -> Adapter:
-    # The registry id is the vLLM LoRA id: ids are never reused, so vLLM's cache by
-    # name/id can never serve an old version's weights under a new name.
-    return Adapter(version=row.version, path=Path(row.path), lora_id=row.id)
+    return Adapter(version=row.version, path=Path(row.path), lora_id=lora_id_for(row.sha256))
 
 
 @dataclass(frozen=True)

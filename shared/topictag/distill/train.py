@@ -18,7 +18,7 @@ import pandas as pd
 from topictag.adapters.registry import adapter_sha256
 from topictag.hardware import native_bf16
 from topictag.settings import Settings
-from topictag.student.engine import Adapter, StudentEngine
+from topictag.student.engine import Adapter, StudentEngine, lora_id_for
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +180,7 @@ def distill(
         if eval is not None and len(eval):
             from topictag.student.engine import create_engine
 
-            # A content-derived LoRA id: a long-lived vLLM engine never mistakes two
-            # candidates for one (it caches adapters by id).
-            candidate = Adapter(f"candidate-{sha[:12]}", adapter_dir, lora_id=1_000_000 + int(sha[:6], 16))
+            candidate = Adapter(f"candidate-{sha[:12]}", adapter_dir, lora_id=lora_id_for(sha))
             if engine is not None:
                 metrics = score_adapter(engine, candidate, eval)
             else:

@@ -82,10 +82,10 @@ class AdapterVersion(SQLModel, table=True):
 
     __tablename__ = "adapter_versions"
 
-    id: int | None = Field(None, primary_key=True, description="Also the vLLM LoRA id: never reused.")
+    id: int | None = Field(None, primary_key=True)
     version: str = Field(unique=True, max_length=32, description="v1, v2, ...")
     path: str
-    sha256: str
+    sha256: str = Field(description="Of the adapter's files; also gives its vLLM LoRA id.")
     base_model: str
     training_config: str = Field("{}", description="JSON")
     label_snapshot: str = Field("{}", description="JSON: labels used (count, last label id, eval ids hash).")

@@ -26,8 +26,17 @@ class Adapter:
 
     version: str
     path: Path
-    # vLLM caches adapters by name and id: every version needs its own id, never reused.
+    # vLLM caches loaded adapters by id: an id must never stand for two sets of weights
+    # (``lora_id_for``).
     lora_id: int
+
+
+def lora_id_for(sha256: str) -> int:
+    """The vLLM LoRA id of an adapter, from its files' sha256: the same weights get the same id
+    wherever they are loaded (as a candidate, then as production), other weights another id.
+    Ids from a registry's row numbers collided in an engine that outlived its store (two
+    stores' v1), and vLLM served the first one's weights for the second."""
+    return 1 + int(sha256[:7], 16)  # 28 bits: within vLLM's int32 ids
 
 
 class AdapterLoadError(RuntimeError):

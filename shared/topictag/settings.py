@@ -125,7 +125,7 @@ class StudentSettings(BaseSettings):
     mbr_temperature: float = Field(0.7, gt=0, description="Sampling temperature of the MBR candidates.")
     kv_cache_gib: float = Field(1.0, description="KV cache size for vLLM on the CPU, in GiB.")
     gpu_memory_utilization: float = Field(0.9, description="Fraction of GPU memory vLLM may use.")
-    max_lora_rank: int = Field(16, description="Largest LoRA rank the engine accepts.")
+    max_lora_rank: int = Field(32, description="Largest LoRA rank the engine accepts (at least the distill rank).")
     enforce_eager: bool = Field(False, description="Disable graph compilation in vLLM.")
     cpu_reserved_cores: int = Field(
         0,
@@ -228,8 +228,10 @@ class DistillSettings(BaseSettings):
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(8, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
-    lora_rank: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
+    # Rank 32 against 16, same 599 labels and machine: BLEU-3 29.51 vs 27.98, ROUGE-1 F 49.86
+    # vs 49.41, training 621.7 vs 612.8 s.
+    lora_rank: int = Field(32, ge=1)
+    lora_alpha: int = Field(64, ge=1)
     lora_dropout: float = Field(
         0.0, ge=0, lt=1, description="Dropout on LoRA inputs; it copies every layer input on a CPU (slow)."
     )

@@ -45,7 +45,7 @@ def adapter_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-adapters")
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(student_model_path(Settings()))
-    for name, rank in (("good", 8), ("rank32", 32)):  # the engine serves ranks up to 16
+    for name, rank in (("good", 8), ("rank64", 64)):  # the engine serves ranks up to 32
         model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                                 init_lora_weights=False))
         model.save_pretrained(root / name)
@@ -92,7 +92,7 @@ def test_tagger_refuses_bad_adapters_and_keeps_serving(tmp_path, kafka, student_
             with pytest.raises(AdapterRefused, match="unreadable weights"):
                 register("garbage")
             bad = {
-                register("rank32").version: "greater than max_lora_rank",
+                register("rank64").version: "greater than max_lora_rank",
                 register("other-base", base=OTHER_BASE).version: "trained for base model",
             }
             for version, why in bad.items():

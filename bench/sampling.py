@@ -47,8 +47,8 @@ def confidences(pool: pd.DataFrame, scorer_adapter: Path | None) -> list[float]:
 def confidence_pick(pool: pd.DataFrame, scores: list[float], budget: int) -> pd.DataFrame:
     """What the labeler's confidence policy takes from the pool as a stream, at the rate that
     spends ``budget`` labels on it (cut to the budget where it took a few more)."""
-    sampler = ConfidenceSampler(budget / len(pool), window=get_settings().labeler.confidence_window,
-                                warmup=get_settings().labeler.confidence_warmup)
+    labeler = get_settings().labeler
+    sampler = ConfidenceSampler(budget / len(pool), window=labeler.confidence_window, warmup=labeler.confidence_warmup)
     taken = [i for i, c in enumerate(scores) if sampler.wants(f"pool-{i}", c)]
     return pool.iloc[taken[:budget]]
 

@@ -8,6 +8,8 @@ from datetime import date, datetime
 from sqlalchemy import Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from topictag.schemas import Paper
+
 
 def _ts(**kw) -> Field:
     # Timezone-aware timestamps on PostgreSQL; SQLite stores them as text either way.
@@ -32,6 +34,11 @@ class PaperRecord(SQLModel, table=True):
     model: str | None = None
     tagged_at: datetime | None = _ts(nullable=True)
     ingested_at: datetime = _ts(nullable=False)
+
+    def as_paper(self) -> Paper:
+        """The paper as it travels on the bus (to tag it again, or to ask the teacher)."""
+        return Paper(arxiv_id=self.arxiv_id, title=self.title, abstract=self.abstract,
+                     categories=self.categories.split(), published=self.published)
 
 
 class TopicAssignment(SQLModel, table=True):

@@ -194,8 +194,7 @@ class Store:
             return []
         query = select(PaperRecord).where(col(PaperRecord.arxiv_id).in_(list(arxiv_ids)))
         with Session(self.engine) as s:
-            return [Paper(arxiv_id=p.arxiv_id, title=p.title, abstract=p.abstract, categories=p.categories,
-                          published=p.published) for p in s.exec(query).all()]
+            return [p.as_paper() for p in s.exec(query).all()]
 
     def list_papers(
         self,

@@ -11,7 +11,6 @@ from sqlmodel import Session, col, select
 from topictag.adapters.events import ModelEventPublisher
 from topictag.adapters.registry import AdapterRegistry
 from topictag.bus.kafka import make_producer
-from topictag.schemas import Paper
 from topictag.settings import Settings
 from topictag.store.models import PaperRecord
 from topictag.store.repository import open_store
@@ -51,10 +50,7 @@ def retag_older_papers(settings: Settings, limit: int | None = None) -> int:
         if limit:
             query = query.limit(limit)
         with Session(store.engine) as s:
-            papers = [
-                Paper(arxiv_id=p.arxiv_id, title=p.title, abstract=p.abstract, categories=p.categories.split(), published=p.published)
-                for p in s.exec(query).all()
-            ]
+            papers = [p.as_paper() for p in s.exec(query).all()]
     finally:
         store.close()
     producer = make_producer(settings.kafka)

@@ -3,6 +3,7 @@
 import pytest
 
 from tests.conftest import student_settings
+from topictag.hardware import resolve_dtype
 from topictag.schemas import Paper
 from topictag.settings import Settings, StudentSettings
 from topictag.student.normalise import MAX_TOPIC_CHARS, MAX_TOPIC_WORDS
@@ -60,15 +61,17 @@ def test_mbr_keeps_the_candidate_the_others_agree_with(student_engine, sample_pa
     candidates = student_engine.candidates(conversations, 4, 0.7)
     assert [len(samples) for _, samples in candidates] == [4, 4]
     greedy = student_engine.generate(conversations)
-    # The same answers; their log-probabilities agree to float rounding (another batch shape).
+    # The same answers; their log-probabilities agree to rounding: another batch shape rounds
+    # differently, ~1e-5 in float32 and up to ~0.01 in bf16 (CPUs with AMX).
+    tolerance = 1e-4 if resolve_dtype(student_engine.settings.student.dtype) == "float32" else 0.02
     assert [g.text for g, _ in candidates] == [g.text for g in greedy]
-    assert [g.mean_logprob for g, _ in candidates] == pytest.approx([g.mean_logprob for g in greedy], abs=1e-4)
+    assert [g.mean_logprob for g, _ in candidates] == pytest.approx([g.mean_logprob for g in greedy], abs=tolerance)
     with student_settings(student_engine, mbr_samples=4, mbr_temperature=0.7):
         predictions = student_engine.predict(papers)
     # The same candidates again (seeded), and the consensus of each kept, greedy first.
     normalised = [[normalise_topic(x) for x in (g.text, *samples)] for g, samples in candidates]
     assert [p.topic for p in predictions] == [n[mbr.choose(n)] for n in normalised]
-    assert [p.confidence for p in predictions] == pytest.approx([g.mean_logprob for g in greedy], abs=1e-4)  # greedy's
+    assert [p.confidence for p in predictions] == pytest.approx([g.mean_logprob for g in greedy], abs=tolerance)  # greedy's
 
 
 def test_confidence_is_the_mean_log_probability_of_the_answer(student_engine, sample_papers):

@@ -93,3 +93,76 @@ def test_prefill_ops_use_the_grouped_ops_once_installed(reference):
 def test_vllm_finds_the_plugin():
     plugins = {e.name: e.value for e in entry_points(group="vllm.general_plugins")}
     assert plugins.get("topictag_cpu_lora") == "topictag.student.vllm_cpu_lora:register"
+
+
+SLICES = (40, 16, 16)  # a merged projection, as q/k/v: one LoRA pair per slice
+
+
+def _stacked(seed: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """vLLM's stacked LoRA weights of one merged layer: [slots, 1, rank, in] and [slots, 1, out, rank]."""
+    g = torch.Generator().manual_seed(seed)
+    a = tuple(torch.randn(SLOTS, 1, RANK, IN, generator=g, dtype=torch.bfloat16) for _ in SLICES)
+    b = tuple(torch.randn(SLOTS, 1, size, RANK, generator=g, dtype=torch.bfloat16) for size in SLICES)
+    return a, b
+
+
+def _wrapper(index_mapping: tuple[int, ...], lora_index_to_id: list):
+    """vLLM's CPU punica wrapper after the model runner gave it a step's adapter mapping."""
+    from vllm.lora.layers import LoRAMapping
+    from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+
+    assert vllm_cpu_lora.install()
+    wrapper = PunicaWrapperCPU(64, 4, "cpu")
+    wrapper.update_metadata(LoRAMapping(index_mapping, index_mapping, is_prefill=False), lora_index_to_id, SLOTS, 1000)
+    return wrapper
+
+
+def _both_paths(wrapper, a, b, scale=2.0):
+    x = torch.randn(wrapper.token_lora_indices.numel(), IN, dtype=torch.bfloat16)
+    base = torch.randn(x.shape[0], sum(SLICES), dtype=torch.bfloat16)
+    ours, grouped = base.clone(), base.clone()
+    wrapper.add_lora_linear(ours, x, a, b, scale, SLICES)
+    wrapper.grouped_add_lora_linear(grouped, x, a, b, scale, SLICES)
+    return base, ours, grouped
+
+
+def test_a_step_on_one_adapter_takes_the_single_slot_path_with_the_same_results():
+    wrapper = _wrapper((7,) * TOKENS, [None, 7, None])
+    assert wrapper._topictag_slot == 1
+    a, b = _stacked(1)
+    base, ours, grouped = _both_paths(wrapper, a, b)
+    torch.testing.assert_close(ours, grouped)
+    assert not torch.equal(ours, base)
+
+
+def test_modules_the_adapter_did_not_train_are_skipped_until_a_load_writes_them():
+    wrapper = _wrapper((7,) * TOKENS, [None, 7, None])
+    a, b = _stacked(2)
+    b[1][1].zero_()  # the slot's k slice: no weights there, as in layers the adapter leaves alone
+    base, ours, grouped = _both_paths(wrapper, a, b)
+    torch.testing.assert_close(ours, grouped)
+    torch.testing.assert_close(ours[:, 40:56], base[:, 40:56], rtol=0, atol=0)
+    assert not torch.equal(ours[:, :40], base[:, :40])
+    # Loading an adapter copies into the slot in place; the next step must see the new weights.
+    b[1][1, 0].copy_(torch.ones(16, RANK, dtype=torch.bfloat16))
+    base, ours, grouped = _both_paths(wrapper, a, b)
+    torch.testing.assert_close(ours, grouped)
+    assert not torch.equal(ours[:, 40:56], base[:, 40:56])
+
+
+def test_a_step_without_adapters_leaves_the_base_output():
+    wrapper = _wrapper((0,) * TOKENS, [None, 7, None])
+    assert wrapper._topictag_slot == -1
+    a, b = _stacked(3)
+    base, ours, _ = _both_paths(wrapper, a, b)
+    torch.testing.assert_close(ours, base, rtol=0, atol=0)
+
+
+def test_a_step_mixing_adapters_takes_the_grouped_path():
+    mapping = tuple((7, 9)[i % 2] for i in range(TOKENS))
+    wrapper = _wrapper(mapping, [None, 7, 9])
+    assert wrapper._topictag_slot is vllm_cpu_lora._MIXED
+    a, b = _stacked(4)
+    base, ours, grouped = _both_paths(wrapper, a, b)
+    torch.testing.assert_close(ours, grouped, rtol=0, atol=0)
+    assert not torch.equal(ours, base)

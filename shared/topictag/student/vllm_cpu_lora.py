@@ -7,6 +7,13 @@ adapter at ~0.4 papers/s against ~2.7 for the base model. A batch nearly always 
 one adapter, so here each adapter's tokens go through one plain matmul with its weights;
 results are the same, row for row.
 
+With LoRA on, vLLM runs the CPU model eagerly, so every small op of the LoRA path costs
+its Python and dispatch overhead, ~11 per layer and step. When a step's tokens all use
+one adapter slot (the tagger's case), ``add_lora_linear`` takes a shorter path: the slot
+is found once per step instead of once per op, and modules whose weights in that slot
+are zero (layers the adapter does not train: ``topictag distill`` trains the top half)
+are skipped. Mixed batches take the grouped ops below.
+
 Installed as a vLLM general plugin (entry point ``vllm.general_plugins`` in pyproject.toml),
 so it runs in every vLLM process, the engine core included, before the model is built.
 It changes nothing on GPUs, whose LoRA kernels are Triton.
@@ -66,9 +73,66 @@ def bgmv_expand_slice(
         output_tensor[:, slice_offset : slice_offset + slice_size] = outputs
 
 
+_MIXED = object()  # a step whose tokens use more than one adapter slot
+
+
+def _nonzero_slots(weights: torch.Tensor) -> torch.Tensor:
+    """Which slots of a stacked LoRA weight hold any non-zero value, cached on the tensor
+    until it is next written (vLLM loads an adapter by copying into a slot in place,
+    which bumps the tensor's version)."""
+    cached = getattr(weights, "_topictag_nonzero", None)
+    if cached is None or cached[0] != weights._version:
+        cached = (weights._version, weights.flatten(1).any(dim=1).tolist())
+        weights._topictag_nonzero = cached
+    return cached[1]
+
+
+def _step_slot(wrapper):
+    """The one adapter slot every token of this step uses (-1: none), else _MIXED."""
+    slots = torch.unique(wrapper.token_lora_indices)
+    return int(slots) if slots.numel() == 1 else _MIXED
+
+
+def _install_single_slot_path(punica_cpu) -> None:
+    wrapper_class = punica_cpu.PunicaWrapperCPU
+    if getattr(wrapper_class, "_topictag_single_slot", False):
+        return
+    update_metadata = wrapper_class.update_metadata
+    add_lora_linear = wrapper_class.add_lora_linear
+
+    def update_metadata_and_slot(self, *args, **kwargs):
+        update_metadata(self, *args, **kwargs)
+        self._topictag_slot = _step_slot(self)
+
+    def add_lora_linear_single_slot(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, **kwargs):
+        slot = getattr(self, "_topictag_slot", _MIXED)
+        if slot is _MIXED:
+            return add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, **kwargs)
+        if slot < 0:  # no adapter: the base model's output as it is
+            return
+        rows = y.view(-1, y.shape[-1])
+        inputs = None
+        offset = 0
+        for a, b, size in zip(lora_a_stacked, lora_b_stacked, output_slices, strict=True):
+            if _nonzero_slots(b)[slot]:
+                if inputs is None:  # vLLM's ops shrink in float32 into a float32 buffer
+                    inputs = x.view(-1, x.shape[-1]).float()
+                a_slot = a[slot].reshape(a.shape[-2], a.shape[-1])
+                b_slot = b[slot].reshape(b.shape[-2], b.shape[-1])
+                shrunk = scale * (inputs @ a_slot.float().T)
+                rows[:, offset : offset + size] += shrunk.to(rows.dtype) @ b_slot.to(rows.dtype).T
+            offset += size
+
+    wrapper_class.update_metadata = update_metadata_and_slot
+    wrapper_class.add_lora_linear = add_lora_linear_single_slot
+    wrapper_class.grouped_add_lora_linear = add_lora_linear  # the path mixed steps take
+    wrapper_class._topictag_single_slot = True
+
+
 def install() -> bool:
     """Point vLLM's CPU punica wrapper (and the sgmv ops, which call the bgmv ones by module
-    global) at the grouped ops. False where this vLLM lacks them."""
+    global) at the grouped ops, and give it the single-slot path. False where this vLLM
+    lacks them."""
     try:
         from vllm.lora.ops.torch_ops import lora_ops
         from vllm.lora.punica_wrapper import punica_cpu
@@ -77,9 +141,13 @@ def install() -> bool:
     for module in (lora_ops, punica_cpu):
         if not all(hasattr(module, name) for name in _OPS):
             return False
+    wrapper_class = getattr(punica_cpu, "PunicaWrapperCPU", None)
+    if wrapper_class is None or not all(hasattr(wrapper_class, n) for n in ("update_metadata", "add_lora_linear")):
+        return False
     for module in (lora_ops, punica_cpu):
         for name in _OPS:
             setattr(module, name, globals()[name])
+    _install_single_slot_path(punica_cpu)
     return True
 
 

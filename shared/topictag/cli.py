@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from datetime import datetime
@@ -193,7 +194,16 @@ def ingest_arxiv(
         since=since.date() if since else None,
         limit=limit,
     )
+    def _stop(signum, _frame):
+        # A flag, not KeyboardInterrupt: an exception raised wherever the signal lands can be
+        # caught on its way up (a follower once went on passing after Ctrl-C). A second
+        # Ctrl-C interrupts at once.
+        typer.echo(f"{signal.Signals(signum).name}: stopping after the page being published", err=True)
+        poller.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
     failed = None
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if follow:
             poller.follow(on_pass=lambda s: typer.echo(f"pass: {s}"))
@@ -204,6 +214,8 @@ def ingest_arxiv(
     except (ArxivError, PublishError) as exc:
         failed = exc
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         poller.close()
         producer.close()
     typer.echo(f"arxiv {source} to {topic}: {poller.total}")

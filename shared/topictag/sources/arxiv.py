@@ -443,7 +443,6 @@ class ArxivIngest:
         source_class = ApiSource if protocol == "api" else OaiSource
         self.source: PaperSource = source_class(self.client, settings, self.categories, limits)
         self.total = PollSummary()
-        self._sleep = sleep
         self._passes = 0
         self._stopping = threading.Event()
 

@@ -76,7 +76,7 @@ def bgmv_expand_slice(
 _MIXED = object()  # a step whose tokens use more than one adapter slot
 
 
-def _nonzero_slots(weights: torch.Tensor) -> torch.Tensor:
+def _nonzero_slots(weights: torch.Tensor) -> list[bool]:
     """Which slots of a stacked LoRA weight hold any non-zero value, cached on the tensor
     until it is next written (vLLM loads an adapter by copying into a slot in place,
     which bumps the tensor's version)."""

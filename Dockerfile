@@ -25,11 +25,13 @@ RUN pip install --no-deps .
 FROM python:3.11.14-slim-bookworm AS cpu
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
     TOPICTAG_DATA_DIR=/data TOPICTAG_CACHE_DIR=/cache TOPICTAG_TRAINER_ADAPTERS_DIR=/adapters \
-    HF_HOME=/cache/huggingface
+    TOPICTAG_BUNDLE_DIR=/opt/topictag/data HF_HOME=/cache/huggingface
 RUN useradd --uid 10001 --user-group --create-home topictag \
  && install -d -o topictag -g topictag /data /cache /adapters
 COPY --from=cpu-build /opt/venv /opt/venv
 COPY --chmod=755 docker/healthcheck.py /usr/local/bin/topictag-healthcheck
+# The bundle: sample papers, recorded teacher labels, the shipped adapter (data/README.md).
+COPY data /opt/topictag/data
 WORKDIR /data
 VOLUME ["/cache", "/adapters"]
 USER 10001:10001
@@ -61,11 +63,13 @@ RUN pip install --no-deps .
 FROM gpu-base AS gpu
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
     TOPICTAG_DATA_DIR=/data TOPICTAG_CACHE_DIR=/cache TOPICTAG_TRAINER_ADAPTERS_DIR=/adapters \
-    HF_HOME=/cache/huggingface
+    TOPICTAG_BUNDLE_DIR=/opt/topictag/data HF_HOME=/cache/huggingface
 RUN useradd --uid 10001 --user-group --create-home topictag \
  && install -d -o topictag -g topictag /data /cache /adapters
 COPY --from=gpu-build /opt/venv /opt/venv
 COPY --chmod=755 docker/healthcheck.py /usr/local/bin/topictag-healthcheck
+# The bundle: sample papers, recorded teacher labels, the shipped adapter (data/README.md).
+COPY data /opt/topictag/data
 WORKDIR /data
 VOLUME ["/cache", "/adapters"]
 USER 10001:10001

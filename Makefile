@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 PIP_EXTRA ?=
 ARGS ?=
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean shipped-adapter
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+
+# Rebuilds data/adapter, the adapter that ships as v1 (data/README.md); the old one is kept
+# in data/adapter.previous until the next rebuild.
+shipped-adapter: install
+	rm -rf data/adapter.previous
+	if [ -d data/adapter ]; then mv data/adapter data/adapter.previous; fi
+	$(BIN)/topictag distill --labels data/teacher_labels.parquet --out data/adapter
 
 clean:
 	rm -rf $(VENV) .topictag

@@ -5,8 +5,8 @@ and an open-loop load generator in another process at a fixed request rate.
 
 1. Store: every paper of arxiv_ml_stream.parquet is saved as tagged (no model runs). The
    stream has no topics, so each paper gets the nearest (TF-IDF over title and abstract)
-   of the ~1,400 real teacher topics in the shared data (teacher_llama3_70b_dev.csv and
-   topicgpt_gpt4_labels.jsonl, near-duplicate wordings included). Then the gateway's topic
+   of the ~1,400 real teacher topics in data/ (teacher_labels.parquet and
+   topicgpt_gpt4_labels.parquet, near-duplicate wordings included). Then the gateway's topic
    index is built with the real code (TopicIndex.add: clusters of near-duplicate topics,
    all-MiniLM-L6-v2 embeddings of every paper for search). Embeddings are cached under
    bench/results/tmp/ so a second run skips them; --fresh rebuilds everything.
@@ -45,11 +45,11 @@ WORK = REPO / "bench" / "results" / "tmp" / "gateway_load"
 # -- 1. the store -----------------------------------------------------------------------
 
 
-def topic_pool(shared: Path) -> list[str]:
+def topic_pool(bundle: Path) -> list[str]:
     import pandas as pd
 
-    teacher = pd.read_csv(shared / "teacher_llama3_70b_dev.csv")["teacher_topic"]
-    gpt4 = pd.read_json(shared / "topicgpt_gpt4_labels.jsonl", lines=True)["label"]
+    teacher = pd.read_parquet(bundle / "teacher_labels.parquet")["teacher_topic"]
+    gpt4 = pd.read_parquet(bundle / "topicgpt_gpt4_labels.parquet")["label"]
     topics = [t.strip() for t in pd.concat([teacher, gpt4]).dropna().astype(str) if t.strip()]
     return sorted(set(topics))
 
@@ -106,7 +106,7 @@ class EmbeddingCache:
         return np.stack([self.vectors[t] for t in texts])
 
 
-def build_store(db: Path, papers_file: Path, shared: Path, limit: int, threshold: float) -> dict:
+def build_store(db: Path, papers_file: Path, bundle: Path, limit: int, threshold: float) -> dict:
     import pandas as pd
     import torch
 
@@ -123,7 +123,7 @@ def build_store(db: Path, papers_file: Path, shared: Path, limit: int, threshold
     if limit:
         frame = frame.head(limit)
     frame = frame.dropna(subset=["arxiv_id", "abstract"]).drop_duplicates("arxiv_id").reset_index(drop=True)
-    pool = topic_pool(shared)
+    pool = topic_pool(bundle)
     frame["topic"] = assign_topics(frame, pool)
     timings["assign_topics_s"] = round(time.perf_counter() - started, 1)
 
@@ -396,15 +396,15 @@ def run(args) -> None:
     from topictag.settings import get_settings
 
     settings = get_settings()
-    shared = args.shared or settings.paths.shared_data_dir
-    papers_file = args.papers_file or Path(shared) / "arxiv_ml_stream.parquet"
+    bundle = args.bundle or settings.paths.bundle_dir
+    papers_file = args.papers_file or Path(bundle) / "arxiv_ml_stream.parquet"
     WORK.mkdir(parents=True, exist_ok=True)
     db = WORK / "store.db"
     marker = WORK / "store.json"
     wanted = {"papers_file": str(papers_file), "limit": args.papers, "threshold": args.threshold}
     if args.fresh or not marker.exists() or json.loads(marker.read_text()).get("wanted") != wanted:
         print("building the store (first run: about 10 minutes on 2 cores)...", file=sys.stderr, flush=True)
-        built = build_store(db, papers_file, Path(shared), args.papers, args.threshold)
+        built = build_store(db, papers_file, Path(bundle), args.papers, args.threshold)
         marker.write_text(json.dumps({"wanted": wanted, "built": built}))
     built = json.loads(marker.read_text())["built"]
     report = cluster_report(db)
@@ -470,7 +470,7 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="+", default=["papers", "search"], choices=["papers", "search"])
     parser.add_argument("--papers", type=int, default=0, help="first N papers of the stream (0: all)")
     parser.add_argument("--papers-file", type=Path, default=None)
-    parser.add_argument("--shared", type=Path, default=None, help="shared data folder (default from settings)")
+    parser.add_argument("--bundle", type=Path, default=None, help="data folder (default: the repository's data/)")
     parser.add_argument("--threshold", type=float, default=0.85, help="cluster threshold (TOPICTAG_TOPICS_CLUSTER_THRESHOLD)")
     parser.add_argument("--env", nargs="*", default=[], help="extra KEY=VALUE settings for the gateway process")
     parser.add_argument("--name", default="gateway_load", help="results file name under bench/results")

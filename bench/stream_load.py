@@ -152,7 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=20.0, help="papers published per second")
     parser.add_argument("--seconds", type=float, default=600.0, help="how long the stream lasts")
-    parser.add_argument("--papers", type=Path, default=settings.paths.shared_data_dir / "arxiv_ml_stream.parquet")
+    parser.add_argument("--papers", type=Path, default=settings.paths.bundle_dir / "arxiv_ml_stream.parquet")
     parser.add_argument("--taggers", type=int, default=1, help="tagger processes (one consumer group)")
     parser.add_argument("--batch-size", type=int, default=settings.tagger.batch_size)
     parser.add_argument("--max-wait-ms", type=int, default=settings.tagger.max_wait_ms, help="longest wait to fill a batch")

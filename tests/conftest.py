@@ -21,25 +21,34 @@ from topictag.store.repository import Store, open_store
 # and no test is about either bound (an explicit setting still wins).
 os.environ.setdefault("TOPICTAG_STUDENT_MAX_ABSTRACT_TOKENS", "64")
 os.environ.setdefault("TOPICTAG_STUDENT_MAX_NEW_TOKENS", "16")
+# Tests start from the base model, so what they check of the loop (first trained version v1,
+# "base" before a promotion) does not depend on the bundle; the tests of the shipped adapter
+# and of the demo turn it on.
+os.environ.setdefault("TOPICTAG_STUDENT_SHIPPED_ADAPTER", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TOPICTAG_SHARED_DATA_DIR", REPO.parent / "shared" / "data"))
 PG_ADMIN_URL = os.environ.get("TOPICTAG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not (SHARED_DATA / "arxiv_ml_sample.jsonl").exists():
-        pytest.fail(f"the shared data folder is missing: {SHARED_DATA} (set TOPICTAG_SHARED_DATA_DIR)")
-    return SHARED_DATA
+def bundle() -> Path:
+    """The repository's data/ folder (sample papers, teacher labels, shipped adapter)."""
+    return Settings().paths.bundle_dir
 
 
 @pytest.fixture(scope="session")
-def sample_papers(shared_data) -> list[dict]:
-    import json
+def teacher_labels(bundle) -> "pd.DataFrame":
+    """The 750 recorded teacher labels (abstract, teacher_topic, ...)."""
+    import pandas as pd
 
-    with open(shared_data / "arxiv_ml_sample.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    return pd.read_parquet(bundle / "teacher_labels.parquet")
+
+
+@pytest.fixture(scope="session")
+def sample_papers(bundle) -> list[dict]:
+    from topictag.files import iter_paper_records
+
+    return list(iter_paper_records(bundle / "papers_sample.parquet"))
 
 
 @pytest.fixture(scope="session")

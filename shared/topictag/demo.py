@@ -40,6 +40,8 @@ class Progress:
     dlq: int = 0
     lag: int | None = None
     first_tag_at: float | None = None
+    first_topic: str | None = None
+    first_adapter_version: str | None = None
     last_tag_at: float | None = None
     ids: set[str] = field(default_factory=set)
 
@@ -171,6 +173,8 @@ class Demo:
                 "seconds": round(seconds, 1),
                 "papers_per_s": round(progress.rate(), 2),
                 "first_tag_s": round(progress.first_tag_at - self.started, 1) if progress.first_tag_at else None,
+                "first_topic": progress.first_topic,
+                "first_adapter_version": progress.first_adapter_version,
                 "prepare_model_s": round(prepare_s, 1),
                 "gateway_url": url,
                 "gateway_ok": self.gateway_answers(url, progress),
@@ -256,7 +260,8 @@ class Demo:
             progress.last_tag_at = time.monotonic()
             if progress.first_tag_at is None:
                 progress.first_tag_at = progress.last_tag_at
-                self.say(f"first paper tagged: {result.arxiv_id} -> {result.topic!r}")
+                progress.first_topic, progress.first_adapter_version = result.topic, result.adapter_version
+                self.say(f"first paper tagged: {result.arxiv_id} -> {result.topic!r} (adapter {result.adapter_version})")
 
     def gateway_answers(self, url: str, progress: Progress) -> bool:
         """Every paper this run tagged can be fetched from the gateway."""

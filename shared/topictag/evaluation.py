@@ -14,6 +14,7 @@ the teacher sometimes quotes its answer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,3 +54,74 @@ def score(predictions: Sequence[str], references: Sequence[str], *, embeddings: 
         a, b = embed(preds), embed(refs)
         result["embedding_similarity"] = round(100 * float(np.mean(np.sum(a * b, axis=1))), 2)
     return result
+
+
+# -- readability: is the answer a topic a person can use? ---------------------------------
+
+# A topic is a noun phrase. These words make it a sentence or a reply: finite forms of
+# "be"/"have", modal verbs, pronouns, and the words of a summary ("This paper ...").
+_SENTENCE_WORDS = frozenset(
+    "is are was were am be been being has have had do does did can could will would shall should may might must "
+    "i we you he she they it our your their my this these those here there paper papers abstract summary "
+    "article author authors".split()
+)
+# Words a topic does not end on: a generation cut off mid-phrase ("Methods for the").
+_DANGLING = frozenset(
+    "a an the and or but nor of for in on at to from by with without via using into onto over under "
+    "between among towards toward through based as than versus vs its their our".split()
+)
+READABILITY_KEYS = ("title_copy", "example_copy", "sentence", "cut_off", "unclassified")
+
+
+_TOKEN = re.compile(r"[^\W_]+")
+_WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(str(text).lower())
+
+
+def is_title_copy(topic: str, title: str) -> bool:
+    """The topic repeats the title: a run of the title's words (hyphens and punctuation
+    aside) that covers three quarters of it or is at least 6 words long (the topic's length
+    bound cuts long titles)."""
+    t, words = _TOKEN.findall(str(topic).lower()), _TOKEN.findall(str(title).lower())
+    if not t or not words or len(t) > len(words):
+        return False
+    if len(t) < 6 and len(t) < 0.75 * len(words):
+        return False
+    return any(words[i : i + len(t)] == t for i in range(len(words) - len(t) + 1))
+
+
+def is_sentence(topic: str) -> bool:
+    words = _words(topic)
+    return len(words) > 12 or any(w in _SENTENCE_WORDS for w in words)
+
+
+def is_cut_off(topic: str) -> bool:
+    words = str(topic).strip().split()
+    return bool(words) and (words[-1].lower().strip(".,;:") in _DANGLING or words[-1].endswith("-"))
+
+
+def readability(topics: Sequence[str], titles: Sequence[str] | None = None) -> dict:
+    """Share (%) of topics that fail as topics: a copy of the paper's title (only with
+    ``titles``), a copy of one of the prompt's example topics, a sentence rather than a noun
+    phrase, cut off mid-phrase, or no answer at all."""
+    from topictag.student.normalise import UNCLASSIFIED
+    from topictag.student.prompt import FEW_SHOT
+
+    if not topics:
+        raise ValueError("nothing to score")
+    examples = {comparable(t) for _, t in FEW_SHOT}
+    n = len(topics)
+
+    def share(flags) -> float:
+        return round(100 * sum(map(bool, flags)) / n, 2)
+
+    return {
+        "title_copy": None if titles is None else share(is_title_copy(t, ti) for t, ti in zip(topics, titles, strict=True)),
+        "example_copy": share(comparable(t) in examples for t in topics),
+        "sentence": share(is_sentence(t) for t in topics),
+        "cut_off": share(is_cut_off(t) for t in topics),
+        "unclassified": share(comparable(t) in ("", UNCLASSIFIED.lower()) for t in topics),
+    }

@@ -15,6 +15,11 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# The repository's data/ folder, found from this file in a checkout (shared/topictag/settings.py);
+# an installed package (the images) sets TOPICTAG_BUNDLE_DIR instead.
+_CHECKOUT_DATA = Path(__file__).resolve().parents[2] / "data"
+
+
 def _config(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore")
 
@@ -30,9 +35,10 @@ class PathSettings(BaseSettings):
         Path.home() / ".cache" / "topictag",
         description="Where prepared models are kept between runs (shared by all checkouts).",
     )
-    shared_data_dir: Path = Field(
-        Path("../shared/data"),
-        description="Folder holding the sample papers and recorded teacher labels.",
+    bundle_dir: Path = Field(
+        _CHECKOUT_DATA,
+        description="The data that ships with topictag (the repository's data/ folder): sample papers, "
+        "recorded teacher labels and the shipped student adapter.",
     )
 
 
@@ -110,6 +116,14 @@ class StudentSettings(BaseSettings):
         description="Compute dtype of the engine. auto: bfloat16 where it is the fast choice (GPUs; CPUs with "
         "AMX, or with AVX512-BF16 where a short probe measures it faster than float32), else float32.",
     )
+    prompt_title: bool = Field(
+        True, description="Put the paper's title in the prompt above its abstract."
+    )
+    shipped_adapter: bool = Field(
+        True,
+        description="On first start (an empty adapter registry) put the adapter that ships in the bundle "
+        "directory in production as v1, when it was trained for this base model.",
+    )
     max_model_len: int = Field(1024, description="Context length the engine reserves per sequence.")
     max_abstract_tokens: int = Field(
         640, description="Abstracts are cut to this many tokens so every prompt fits the context."
@@ -154,7 +168,7 @@ class TeacherSettings(BaseSettings):
     labels_file: Path | None = Field(
         None,
         description="Labels file for the recorded teacher (abstract + teacher_topic or topic columns). "
-        "Unset: teacher_llama3_70b_dev.csv in the shared data folder.",
+        "Unset: teacher_labels.parquet in the bundle directory.",
     )
     model: str = Field("meta-llama/Meta-Llama-3-70B-Instruct", description="Teacher model name (recorded with each label).")
     base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible endpoint of the teacher.")
@@ -255,6 +269,9 @@ class DistillSettings(BaseSettings):
         "masks leave the fast attention kernel); worth trying with FlashAttention on GPUs.",
     )
     group_by_length: bool = Field(True, description="Batch similar lengths together when padding.")
+    save_dtype: Literal["float32", "bfloat16"] = Field(
+        "bfloat16", description="dtype of the saved adapter weights (bfloat16: half the file; scored as saved)."
+    )
     lr_scheduler: str = Field("cosine", description="Learning-rate schedule (transformers name).")
     warmup_steps: int = Field(10, ge=0)
     seed: int = 0
@@ -398,7 +415,15 @@ class Settings(BaseSettings):
 
     @property
     def teacher_labels_file(self) -> Path:
-        return self.teacher.labels_file or self.paths.shared_data_dir / "teacher_llama3_70b_dev.csv"
+        return self.teacher.labels_file or self.paths.bundle_dir / "teacher_labels.parquet"
+
+    @property
+    def sample_papers_file(self) -> Path:
+        return self.paths.bundle_dir / "papers_sample.parquet"
+
+    @property
+    def shipped_adapter_dir(self) -> Path:
+        return self.paths.bundle_dir / "adapter"
 
 
 @lru_cache

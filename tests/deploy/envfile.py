@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings
 
 from topictag import settings as settings_module
 
+REPO = Path(__file__).resolve().parents[2]
+
 # Only docker-compose.yml reads these; they are not topictag settings.
 COMPOSE_VARIABLES = """\
 # ---- docker-compose.yml only (required: POSTGRES_PASSWORD, REDIS_PASSWORD) ----
@@ -23,8 +25,6 @@ HF_TOKEN=
 # GPUs for the 70B teacher; also its --tensor-parallel-size (profile gpu).
 TEACHER_GPUS=4
 GATEWAY_PORT=8000
-# Folder holding teacher_llama3_70b_dev.csv for the recorded teacher (profile cpu).
-SHARED_DATA_DIR=../shared/data
 """
 
 
@@ -53,7 +53,9 @@ def _default(field) -> str:
     if isinstance(value, list):
         return "[" + ",".join(f'"{v}"' for v in value) + "]"
     if isinstance(value, Path):
-        # Path.home() differs per machine and user.
+        # Paths of this checkout and Path.home() differ per machine and user.
+        if value.is_relative_to(REPO):
+            value = value.relative_to(REPO)
         value = str(value).replace(str(Path.home()), "~", 1)
     return str(value)
 

@@ -35,9 +35,9 @@ MALFORMED = [b"{not json", json.dumps({"arxiv_id": "bad-1", "abstract": ""}).enc
 
 
 @pytest.fixture
-def dev_papers(shared_data) -> list[dict]:
+def dev_papers(teacher_labels) -> list[dict]:
     """Papers the recorded teacher knows (rows of the dev labels file) and some it does not."""
-    dev = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv", keep_default_na=False).head(60)
+    dev = teacher_labels.head(60)
     known = [{"arxiv_id": f"dev-{r}", "abstract": a, "categories": "cs.LG"} for r, a in zip(dev["row"], dev["abstract"])]
     unknown = [{"arxiv_id": f"new-{i}", "abstract": f"A paper nobody labelled, number {i}."} for i in range(20)]
     return known + unknown
@@ -80,13 +80,13 @@ class Labeler:
         self.worker.publisher.close()
 
 
-def settings_for(tmp_path, kafka: KafkaSettings, shared_data) -> Settings:
+def settings_for(tmp_path, kafka: KafkaSettings, bundle) -> Settings:
     return make_settings(
         tmp_path,
         kafka=kafka.model_copy(update={"labels_topic": f"labels-{uuid.uuid4().hex[:8]}"}),
         labeler=LabelerSettings(group_id=f"labeler-{uuid.uuid4().hex[:6]}", sample_rate=RATE, batch_size=16,
                                 max_wait_ms=200, parked_retry_s=0.5),
-        teacher=TeacherSettings(labels_file=shared_data / "teacher_llama3_70b_dev.csv"),
+        teacher=TeacherSettings(labels_file=bundle / "teacher_labels.parquet"),
     )
 
 
@@ -119,8 +119,8 @@ def invalid_count() -> float:
     return REGISTRY.get_sample_value("topictag_labeler_invalid_total") or 0.0
 
 
-def test_sampled_papers_get_teacher_labels_exactly_once(tmp_path, kafka, shared_data, dev_papers):
-    settings = settings_for(tmp_path, kafka, shared_data)
+def test_sampled_papers_get_teacher_labels_exactly_once(tmp_path, kafka, bundle, dev_papers):
+    settings = settings_for(tmp_path, kafka, bundle)
     ensure_topics(settings.kafka)
     store = open_store(settings.store_url)
     expected = {i for i in sampled_ids(dev_papers) if i.startswith("dev-")}
@@ -161,14 +161,14 @@ def test_sampled_papers_get_teacher_labels_exactly_once(tmp_path, kafka, shared_
 
 
 def test_confidence_policy_sends_the_teacher_what_the_student_was_least_sure_of(
-    tmp_path, kafka, shared_data, dev_papers, student_engine
+    tmp_path, kafka, bundle, dev_papers, student_engine
 ):
     """The whole chain: the tagger tags papers with the real student and publishes each
     topic with its confidence; the labeler, reading those results, asks the teacher about
     the least sure share and labels them from the stored paper text."""
     from tests.e2e.test_stream import Tagger
 
-    base = settings_for(tmp_path, kafka, shared_data)
+    base = settings_for(tmp_path, kafka, bundle)
     settings = base.model_copy(update={
         "labeler": base.labeler.model_copy(update={"policy": "confidence", "sample_rate": 0.25, "confidence_warmup": 0}),
         "tagger": base.tagger.model_copy(update={"group_id": f"tagger-{uuid.uuid4().hex[:6]}", "batch_size": 8,
@@ -200,8 +200,8 @@ def test_confidence_policy_sends_the_teacher_what_the_student_was_least_sure_of(
     store.close()
 
 
-def test_teacher_outage_parks_papers_and_resumes(tmp_path, kafka, shared_data, dev_papers):
-    settings = settings_for(tmp_path, kafka, shared_data)
+def test_teacher_outage_parks_papers_and_resumes(tmp_path, kafka, bundle, dev_papers):
+    settings = settings_for(tmp_path, kafka, bundle)
     ensure_topics(settings.kafka)
     store = open_store(settings.store_url)
     known = [p for p in dev_papers if p["arxiv_id"].startswith("dev-")][:20]
@@ -255,7 +255,7 @@ def test_store_keeps_one_label_per_paper_and_teacher_and_parks_papers(store):
     assert store.count_parked() == 0
 
 
-def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, shared_data, dev_papers, postgres_url):
+def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, bundle, dev_papers, postgres_url):
     """Fault: the database becomes unreachable while the labeler runs. Must hold: the worker
     lives on, commits no offset while the store is away, and once it returns every sampled
     paper has exactly one label."""
@@ -265,7 +265,7 @@ def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, shared_data, 
 
     proxy = TcpProxy(5432)
     url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    base = settings_for(tmp_path, kafka, shared_data)
+    base = settings_for(tmp_path, kafka, bundle)
     settings = base.model_copy(update={
         "store": StoreSettings(url=url),
         "labeler": base.labeler.model_copy(update={"retry_backoff_s": 0.2, "retry_backoff_max_s": 1.0}),

@@ -46,7 +46,7 @@ def redis_available() -> bool:
 
 
 @pytest.fixture
-def loop_settings(tmp_path, kafka, shared_data):
+def loop_settings(tmp_path, kafka, bundle):
     if not redis_available():
         pytest.skip(f"no Redis at {REDIS}")
     import redis
@@ -57,7 +57,7 @@ def loop_settings(tmp_path, kafka, shared_data):
         tmp_path, kafka=kafka,
         tagger=TaggerSettings(group_id=f"tagger-{uuid.uuid4().hex[:6]}", batch_size=16, max_wait_ms=200),
         labeler=LabelerSettings(group_id=f"labeler-{uuid.uuid4().hex[:6]}", sample_rate=1.0, batch_size=32, max_wait_ms=200),
-        teacher=TeacherSettings(labels_file=shared_data / "teacher_llama3_70b_dev.csv"),
+        teacher=TeacherSettings(labels_file=bundle / "teacher_labels.parquet"),
         trainer=TrainerSettings(celery_broker=broker, interval_s=3, min_new_labels=80,
                                 eval_fraction=0.2, promote_min_rouge_gain=0.5, promote_max_bleu_drop=1.0),
         # ~70 labels, two epochs, abstracts cut at 128 tokens: enough for an adapter to beat the
@@ -101,13 +101,13 @@ def runs(store) -> list[TrainingRun]:
         return list(s.exec(select(TrainingRun).order_by(TrainingRun.id)).all())
 
 
-def test_the_loop(loop_settings, student_engine, shared_data, tmp_path):
+def test_the_loop(loop_settings, student_engine, bundle, teacher_labels, tmp_path):
     settings = loop_settings
     kafka = settings.kafka
     ensure_topics(kafka)
     store = open_store(settings.store_url)
     registry = AdapterRegistry(store, ModelEventPublisher(kafka))
-    dev = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv", keep_default_na=False)
+    dev = teacher_labels
     papers = [{"arxiv_id": f"dev-{r}", "abstract": a, "categories": "cs.LG"} for r, a in zip(dev["row"], dev["abstract"])]
     watch = ProductionAdapterWatch(AdapterRegistry(store), student_engine, settings.student.model_name,
                                    consumer=model_event_consumer(kafka), resync_s=3600)  # events alone

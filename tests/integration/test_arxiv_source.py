@@ -184,9 +184,9 @@ def oai_document(records: list[str] | None, token: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def rows(shared_data) -> list[dict]:
+def rows(bundle) -> list[dict]:
     """Papers of the stream whose title and abstract survive arXiv's line wrapping unchanged."""
-    first = next(pq.ParquetFile(shared_data / "arxiv_ml_stream.parquet").iter_batches(batch_size=300))
+    first = next(pq.ParquetFile(bundle / "arxiv_ml_stream.parquet").iter_batches(batch_size=300))
     frame = first.to_pandas()
     frame = frame[frame.title.map(lambda t: " ".join(t.split()) == t)]
     frame = frame[frame.abstract.map(lambda a: "\n".join(x.strip() for x in a.strip().splitlines()) == a)]
@@ -373,9 +373,9 @@ def cli_env(kafka, monkeypatch, tmp_path):
     get_settings.cache_clear()
 
 
-def test_ingest_file_keeps_its_short_form(cli_env, shared_data, kafka):
+def test_ingest_file_keeps_its_short_form(cli_env, bundle, kafka):
     runner = CliRunner()
-    result = runner.invoke(app, ["ingest", str(shared_data / "arxiv_ml_sample.jsonl"), "--limit", "3"])
+    result = runner.invoke(app, ["ingest", str(bundle / "papers_sample.parquet"), "--limit", "3"])
     assert result.exit_code == 0, result.output
     assert f"published 3 papers to {kafka.papers_topic}" in result.output
     assert len(read_papers(kafka, expected=3)) == 3

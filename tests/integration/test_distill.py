@@ -19,8 +19,8 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def labels(shared_data) -> pd.DataFrame:
-    return pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv", keep_default_na=False)
+def labels(teacher_labels) -> pd.DataFrame:
+    return teacher_labels
 
 
 def tiny(**kw) -> Settings:

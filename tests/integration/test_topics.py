@@ -82,14 +82,14 @@ def test_semantic_search_finds_the_meaning(indexed):
         assert c.get("/v1/search", params={"q": ""}).status_code == 422
 
 
-def test_bf16_candidates_give_the_papers_of_the_exact_scan(store, shared_data, monkeypatch):
+def test_bf16_candidates_give_the_papers_of_the_exact_scan(store, teacher_labels, monkeypatch):
     """Where the CPU computes bf16, search picks candidates on a bf16 copy of the vectors
     and ranks them in fp32: the same papers with the same scores as the fp32 scan."""
     import pandas as pd
 
     from topictag.topics import queries
 
-    topics = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv")["teacher_topic"].astype(str).tolist()
+    topics = teacher_labels["teacher_topic"].astype(str).tolist()
     batch = [tagged(i, t) for i, t in enumerate(topics[:400])]  # near-duplicate topics among them
     store.save_tagged(batch)
     TopicIndex(store, threshold=0.85).add(batch)

@@ -30,14 +30,14 @@ def test_no_port_no_endpoint():
     assert serve_metrics(None) is None
 
 
-def test_labeler_process_serves_its_metrics(tmp_path, kafka, shared_data):
+def test_labeler_process_serves_its_metrics(tmp_path, kafka, bundle, teacher_labels):
     ensure_topics(kafka)
     port = free_port()
-    dev = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv", keep_default_na=False).head(20)
+    dev = teacher_labels.head(20)
     env = os.environ | {
         "TOPICTAG_KAFKA_BOOTSTRAP": kafka.bootstrap, "TOPICTAG_KAFKA_PAPERS_TOPIC": kafka.papers_topic,
         "TOPICTAG_DATA_DIR": str(tmp_path / "data"), "TOPICTAG_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
-        "TOPICTAG_TEACHER_LABELS_FILE": str(shared_data / "teacher_llama3_70b_dev.csv"),
+        "TOPICTAG_TEACHER_LABELS_FILE": str(bundle / "teacher_labels.parquet"),
         "TOPICTAG_LABELER_SAMPLE_RATE": "1.0", "TOPICTAG_LABELER_GROUP_ID": f"labeler-{port}",
         "TOPICTAG_METRICS_PORT": str(port), "TOPICTAG_METRICS_HOST": "127.0.0.1",
     }

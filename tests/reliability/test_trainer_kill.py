@@ -61,13 +61,13 @@ def _utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def test_trainer_killed_mid_training_leaves_nothing_half_written(tmp_path, shared_data, student_engine):
+def test_trainer_killed_mid_training_leaves_nothing_half_written(tmp_path, bundle, teacher_labels, student_engine):
     # Small and fast: two top layers, short abstracts, batches of two.
     distill = DistillSettings(batch_size=2, max_abstract_tokens=64, lora_top_layers=2, warmup_steps=0, max_steps=2)
-    settings = make_settings(tmp_path, teacher=TeacherSettings(labels_file=shared_data / "teacher_llama3_70b_dev.csv"),
+    settings = make_settings(tmp_path, teacher=TeacherSettings(labels_file=bundle / "teacher_labels.parquet"),
                              trainer=TrainerSettings(lease_s=LEASE_S, eval_fraction=0.25), distill=distill)
     store = open_store(settings.store_url)
-    dev = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv", keep_default_na=False).head(24)
+    dev = teacher_labels.head(24)
     store.save_teacher_labels([
         TeacherLabel(arxiv_id=f"dev-{r.row}", abstract=r.abstract, topic=r.teacher_topic,
                      teacher_model="llama-70b", labelled_at=datetime.now(timezone.utc))

@@ -44,9 +44,9 @@ def test_parquet(tmp_path):
     assert RecordedTeacher(labels, "t").label([PAPER]) == ["Sensor Anomalies"]
 
 
-def test_default_teacher_knows_the_dev_file(shared_data):
-    teacher = create_teacher(Settings())  # recorded, on the shared dev labels file
-    dev = pd.read_csv(shared_data / "teacher_llama3_70b_dev.csv", keep_default_na=False).head(5)
+def test_default_teacher_knows_the_bundled_labels(teacher_labels):
+    teacher = create_teacher(Settings())  # recorded, on the bundled teacher labels
+    dev = teacher_labels.head(5)
     papers = [Paper(arxiv_id=f"dev-{r}", abstract=a) for r, a in zip(dev["row"], dev["abstract"])]
     assert teacher.label(papers) == dev["teacher_topic"].tolist()
     assert teacher.model == Settings().teacher.model

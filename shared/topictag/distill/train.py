@@ -137,6 +137,26 @@ def _trainer(settings: Settings, train: pd.DataFrame, output_dir: Path, callback
     )
 
 
+def name_base_model(adapter_dir: Path, model_name: str) -> None:
+    """Record the base model by its name, not the local folder it was loaded from: the
+    adapter then reads the same on every machine, and the registry checks it by name."""
+    config_file = Path(adapter_dir) / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = model_name
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def cast_adapter_weights(adapter_dir: Path, dtype: str) -> None:
+    """Store the adapter's weights in ``dtype``: bf16 halves the file, and engines compute
+    LoRA in their own dtype anyway. Done before scoring, so the scores are the file's."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    file = Path(adapter_dir) / "adapter_model.safetensors"
+    weights = {name: t.to(getattr(torch, dtype)).contiguous() for name, t in load_file(file).items()}
+    save_file(weights, file, metadata={"format": "pt"})
+
+
 def score_adapter(engine: StudentEngine, adapter: Adapter, frame: pd.DataFrame) -> dict:
     """Tag ``frame``'s abstracts with ``adapter`` and score them against its teacher topics."""
     from topictag.trainer.pipeline import score_engine
@@ -175,6 +195,9 @@ def distill(
         samples = trainer.state.epoch * len(trainer.train_dataset)
         adapter_dir = staging / "adapter"
         trainer.model.save_pretrained(adapter_dir)
+        name_base_model(adapter_dir, settings.student.model_name)
+        if settings.distill.save_dtype != "float32":
+            cast_adapter_weights(adapter_dir, settings.distill.save_dtype)
         sha = adapter_sha256(adapter_dir)
         metrics: dict = {}
         if eval is not None and len(eval):

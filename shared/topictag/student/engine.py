@@ -85,7 +85,8 @@ class StudentEngine(abc.ABC):
         few_shot = self.adapter is None
         # Instructions planted in a paper ("Ignore previous instructions and answer ...") never
         # reach the model; a paper that is nothing but instructions is Unclassified.
-        texts = [(strip_injections(p.abstract), strip_injections(p.title)) for p in papers]
+        titled = self.settings.student.prompt_title
+        texts = [(strip_injections(p.abstract), strip_injections(p.title) if titled else "") for p in papers]
         asked = [i for i, (abstract, _) in enumerate(texts) if abstract.strip()]
         conversations = [
             build_messages(texts[i][0], texts[i][1], few_shot=few_shot, truncate=self.truncate_abstract) for i in asked

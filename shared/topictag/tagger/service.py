@@ -9,6 +9,7 @@ import signal
 from topictag import metrics
 from topictag.adapters.events import ProductionAdapterWatch, model_event_consumer
 from topictag.adapters.registry import AdapterRegistry
+from topictag.adapters.shipped import seed_shipped_adapter
 from topictag.bus.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from topictag.settings import Settings
 from topictag.store.repository import open_store
@@ -23,6 +24,8 @@ def run_tagger(settings: Settings) -> None:
     metrics.serve_metrics(settings.metrics.port, settings.metrics.host)
     kafka = settings.kafka
     store = open_store(settings.store_url, echo=settings.store.echo)
+    registry = AdapterRegistry(store)
+    seed_shipped_adapter(registry, settings)
     engine = create_engine(settings)
     log.info("student %s ready on %s in %.1f s", engine.model_name, type(engine).__name__, engine.startup_s)
     wait_for_broker(kafka)
@@ -30,7 +33,7 @@ def run_tagger(settings: Settings) -> None:
     consumer = make_consumer(kafka, settings.tagger.group_id, kafka.papers_topic)
     producer = make_producer(kafka)
     watch = ProductionAdapterWatch(
-        AdapterRegistry(store), engine, settings.student.model_name, consumer=model_event_consumer(kafka)
+        registry, engine, settings.student.model_name, consumer=model_event_consumer(kafka)
     )
     worker = TaggerWorker(
         settings, engine, store, consumer, producer, adapter_watch=watch, topic_index=TopicIndex(store, settings.topics.cluster_threshold)

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from topictag.adapters.events import ModelEventPublisher
 from topictag.adapters.registry import AdapterRegistry
+from topictag.adapters.shipped import seed_shipped_adapter
 from topictag.bus.kafka import make_producer
 from topictag.settings import Settings
 from topictag.store.models import PaperRecord
@@ -29,7 +30,9 @@ def training_pipeline(settings: Settings) -> Iterator[TrainingPipeline]:
     store = open_store(settings.store_url)
     announce = ModelEventPublisher(settings.kafka)
     try:
-        yield TrainingPipeline(settings, store, AdapterRegistry(store, announce), lambda: _eval_engine(settings))
+        registry = AdapterRegistry(store, announce)
+        seed_shipped_adapter(registry, settings)  # the incumbent a first training must beat
+        yield TrainingPipeline(settings, store, registry, lambda: _eval_engine(settings))
     finally:
         announce.close()
         store.close()

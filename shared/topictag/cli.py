@@ -25,7 +25,7 @@ app = typer.Typer(
 
 
 def _default_papers() -> Path:
-    return get_settings().paths.shared_data_dir / "arxiv_ml_sample.jsonl"
+    return get_settings().sample_papers_file
 
 
 @app.command()
@@ -246,7 +246,7 @@ def eval_(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
 ) -> None:
     """Tag every abstract in DATA with the student and score it against the teacher."""
-    from topictag.evaluation import score
+    from topictag.evaluation import readability, score
     from topictag.files import read_labels
     from topictag.schemas import Paper
     from topictag.student.engine import Adapter, create_engine
@@ -268,7 +268,9 @@ def eval_(
         topics += [p.topic for p in engine.predict(papers[i : i + batch_size])]
     elapsed = time.monotonic() - started
     engine.close()
-    result = score(topics, labels["teacher_topic"].tolist()) | {"papers_per_s": round(len(papers) / elapsed, 2)}
+    titles = labels["title"].astype(str).tolist() if "title" in labels.columns else None
+    result = score(topics, labels["teacher_topic"].tolist()) | readability(topics, titles) | {
+        "papers_per_s": round(len(papers) / elapsed, 2)}
     if predictions:
         labels.assign(prediction=topics).to_csv(predictions, index=False)
     _emit(result, out)
@@ -577,3 +579,15 @@ def distill(
         raise typer.BadParameter(str(exc), param_hint="--out") from None
     _emit({"adapter": str(result.path), "n_train": result.n_train, "n_eval": result.n_eval,
            "train_seconds": result.train_seconds, "samples_per_s": result.samples_per_s} | result.metrics, None)
+
+
+@app.command("settings")
+def settings_cmd(
+    markdown: Annotated[
+        bool, typer.Option(help="The Markdown reference (docs/settings.md); --no-markdown: NAME=default lines.")
+    ] = True,
+) -> None:
+    """Print every setting with its environment variable, default and description."""
+    from topictag.settings_doc import settings_reference
+
+    typer.echo(settings_reference(markdown=markdown), nl=False)

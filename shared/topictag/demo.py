@@ -32,6 +32,8 @@ from topictag.trainer.service import retag_older_papers
 
 log = logging.getLogger(__name__)
 
+FIRST_TOPICS_SHOWN = 8  # topics printed as they arrive; then progress lines only
+
 
 @dataclass
 class Progress:
@@ -262,6 +264,8 @@ class Demo:
                 progress.first_tag_at = progress.last_tag_at
                 progress.first_topic, progress.first_adapter_version = result.topic, result.adapter_version
                 self.say(f"first paper tagged: {result.arxiv_id} -> {result.topic!r} (adapter {result.adapter_version})")
+            elif progress.tagged <= FIRST_TOPICS_SHOWN:
+                self.say(f"tagged {result.arxiv_id} -> {result.topic!r} (adapter {result.adapter_version})")
 
     def gateway_answers(self, url: str, progress: Progress) -> bool:
         """Every paper this run tagged can be fetched from the gateway."""

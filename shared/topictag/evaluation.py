@@ -21,6 +21,9 @@ import numpy as np
 import sacrebleu
 from rouge import Rouge
 
+from topictag.student.normalise import DANGLING_WORDS, UNCLASSIFIED
+from topictag.student.prompt import FEW_SHOT
+
 _QUOTES = "\"'“”‘’`"
 METRIC_KEYS = ("n", "bleu3", "rouge1_f", "original_bleu", "embedding_similarity", "exact_match")
 
@@ -65,11 +68,6 @@ _SENTENCE_WORDS = frozenset(
     "i we you he she they it our your their my this these those here there paper papers abstract summary "
     "article author authors".split()
 )
-# Words a topic does not end on: a generation cut off mid-phrase ("Methods for the").
-_DANGLING = frozenset(
-    "a an the and or but nor of for in on at to from by with without via using into onto over under "
-    "between among towards toward through based as than versus vs its their our".split()
-)
 READABILITY_KEYS = ("title_copy", "example_copy", "sentence", "cut_off", "unclassified")
 
 
@@ -100,16 +98,13 @@ def is_sentence(topic: str) -> bool:
 
 def is_cut_off(topic: str) -> bool:
     words = str(topic).strip().split()
-    return bool(words) and (words[-1].lower().strip(".,;:") in _DANGLING or words[-1].endswith("-"))
+    return bool(words) and (words[-1].lower().strip(".,;:") in DANGLING_WORDS or words[-1].endswith("-"))
 
 
 def readability(topics: Sequence[str], titles: Sequence[str] | None = None) -> dict:
     """Share (%) of topics that fail as topics: a copy of the paper's title (only with
     ``titles``), a copy of one of the prompt's example topics, a sentence rather than a noun
     phrase, cut off mid-phrase, or no answer at all."""
-    from topictag.student.normalise import UNCLASSIFIED
-    from topictag.student.prompt import FEW_SHOT
-
     if not topics:
         raise ValueError("nothing to score")
     examples = {comparable(t) for _, t in FEW_SHOT}

@@ -8,7 +8,7 @@ drops them silently; every paper acknowledged after the restart is stored exactl
 The embedded broker keeps its log in memory, so its restart is a fresh, empty broker on
 the same address: topics, messages not yet consumed and committed offsets are gone. What
 is tested is what the clients must do about a broker that goes away; what real Kafka adds
-(durable, replicated logs and offsets) is in the README's Guarantees section.
+(durable, replicated logs and offsets) is in docs/guarantees.md.
 """
 
 from __future__ import annotations

@@ -38,3 +38,29 @@ def test_quotes_and_case_do_not_count():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError):
         score(["a"], ["a", "b"])
+
+
+def test_readability_names_each_way_a_topic_fails():
+    from topictag.evaluation import readability
+
+    topics = [
+        "Semantic Clipping Efficient Vision Language Modeling",  # the title, cut
+        "Graph Neural Networks for Molecular Property Prediction",  # a prompt example
+        "This Paper Describes a Novel Method",  # a sentence
+        "Learning Rate Schedules for the",  # cut off
+        "Unclassified",
+        "Token Pruning for Vision-Language Models",  # a topic
+    ]
+    titles = ["Semantic-Clipping: Efficient Vision-Language Modeling with Semantic-Guided Visual Selection"] + ["A Title"] * 5
+    result = readability(topics, titles)
+    share = round(100 / 6, 2)
+    assert result == {"title_copy": share, "example_copy": share, "sentence": share, "cut_off": share,
+                      "unclassified": share}
+    assert readability(topics)["title_copy"] is None
+
+
+def test_the_teachers_topics_read_as_topics(teacher_labels):
+    from topictag.evaluation import readability
+
+    assert readability(teacher_labels["teacher_topic"].tolist()) == {
+        "title_copy": None, "example_copy": 0, "sentence": 0, "cut_off": 0, "unclassified": 0}

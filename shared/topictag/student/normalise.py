@@ -17,6 +17,12 @@ _LEAD_IN = re.compile(
 _MARKUP = re.compile(r"[*_`#]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _QUOTES = "\"'“”‘’«»`"
+# Words a topic does not end on; an answer cut by a length bound ("Methods for the") loses
+# them (the teacher's 750 recorded topics never end on one).
+DANGLING_WORDS = frozenset(
+    "a an the and or but nor of for in on at to from by with without via using into onto over under "
+    "between among towards toward through based as than versus vs its their our".split()
+)
 _SMALL_WORDS = frozenset(
     "a an and as at but by for from in into of on or over per the to under using via vs with without".split()
 )
@@ -67,6 +73,10 @@ def normalise_topic(text: str) -> str:
     if len(line) > MAX_TOPIC_CHARS:
         line = line[:MAX_TOPIC_CHARS].rsplit(" ", 1)[0]
     line = line.rstrip(" -,:;")
+    words = line.split()
+    while len(words) > 1 and words[-1].lower() in DANGLING_WORDS:
+        words.pop()
+    line = " ".join(words).rstrip(" -,:;")
     return line or UNCLASSIFIED
 
 

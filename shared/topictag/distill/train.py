@@ -195,6 +195,7 @@ def distill(
         samples = trainer.state.epoch * len(trainer.train_dataset)
         adapter_dir = staging / "adapter"
         trainer.model.save_pretrained(adapter_dir)
+        (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's blank model card template
         name_base_model(adapter_dir, settings.student.model_name)
         if settings.distill.save_dtype != "float32":
             cast_adapter_weights(adapter_dir, settings.distill.save_dtype)

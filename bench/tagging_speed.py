@@ -45,7 +45,7 @@ def prompt_tokens(engine, papers: list[Paper]) -> float:
     """Mean length in tokens of the prompt the engine builds for these papers with an adapter."""
     return statistics.fmean(
         len(engine.tokenizer.apply_chat_template(
-            build_messages(p.abstract, p.title, few_shot=False, truncate=engine.truncate_abstract),
+            build_messages(p.abstract, few_shot=False, truncate=engine.truncate_abstract),  # as the tagger asks
             add_generation_prompt=True, tokenize=True, return_dict=False))
         for p in papers
     )

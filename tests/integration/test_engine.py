@@ -57,7 +57,8 @@ def test_mbr_keeps_the_candidate_the_others_agree_with(student_engine, sample_pa
     from topictag.student.prompt import build_messages
 
     papers = papers_from(sample_papers[:2])
-    conversations = [build_messages(p.abstract, p.title, few_shot=True, truncate=student_engine.truncate_abstract) for p in papers]
+    # As the engine asks (no title in the prompt by default: TOPICTAG_STUDENT_PROMPT_TITLE).
+    conversations = [build_messages(p.abstract, few_shot=True, truncate=student_engine.truncate_abstract) for p in papers]
     candidates = student_engine.candidates(conversations, 4, 0.7)
     assert [len(samples) for _, samples in candidates] == [4, 4]
     greedy = student_engine.generate(conversations)

@@ -45,12 +45,21 @@ class Progress:
     first_topic: str | None = None
     first_adapter_version: str | None = None
     last_tag_at: float | None = None
+    first_batch: int | None = None  # papers whose results came in with the first one
     ids: set[str] = field(default_factory=set)
 
-    def rate(self) -> float:
-        if self.first_tag_at is None or self.last_tag_at is None or self.last_tag_at <= self.first_tag_at:
-            return 0.0
-        return self.tagged / (self.last_tag_at - self.first_tag_at)
+    def rate(self) -> float | None:
+        """Papers tagged per second while tagging runs: those after the first batch over the
+        time since it came in. A batch's results come in at once, so the first batch alone
+        says nothing of the rate (None), and the engine's start-up is no part of it."""
+        if self.first_batch is None or self.first_tag_at is None or self.last_tag_at is None:
+            return None
+        after, span = self.tagged - self.first_batch, self.last_tag_at - self.first_tag_at
+        return after / span if after > 0 and span > 0 else None
+
+    def rate_text(self) -> str:
+        rate = self.rate()
+        return "-" if rate is None else f"{rate:.2f}"
 
 
 def teacher_papers(settings: Settings) -> list[dict]:
@@ -173,7 +182,7 @@ class Demo:
                 "tagged": progress.tagged,
                 "dlq": progress.dlq,
                 "seconds": round(seconds, 1),
-                "papers_per_s": round(progress.rate(), 2),
+                "papers_per_s": None if progress.rate() is None else round(progress.rate(), 2),
                 "first_tag_s": round(progress.first_tag_at - self.started, 1) if progress.first_tag_at else None,
                 "first_topic": progress.first_topic,
                 "first_adapter_version": progress.first_adapter_version,
@@ -219,6 +228,8 @@ class Demo:
                 for records in watcher.poll(timeout_ms=500).values():
                     for r in records:
                         self.count(r, progress, wanted, since)
+                if progress.first_tag_at is not None and progress.first_batch is None:
+                    progress.first_batch = progress.tagged
                 drained = progress.tagged + progress.dlq >= progress.published
                 # Looked at on every pass, so the loop's timeline has the times things happened.
                 if self.loop_finished(drained) and drained:
@@ -230,9 +241,9 @@ class Demo:
                     labels = f"  teacher labels {self.loop_watch.timeline.labels}" if self.loop_watch else ""
                     self.say(
                         f"published {progress.published}  tagged {progress.tagged}  dlq {progress.dlq}  "
-                        f"{progress.rate():.2f} papers/s  lag {progress.lag}{labels}"
+                        f"{progress.rate_text()} papers/s  lag {progress.lag}{labels}"
                     )
-            self.say(f"done: {progress.tagged} tagged, {progress.dlq} dead-lettered, {progress.rate():.2f} papers/s")
+            self.say(f"done: {progress.tagged} tagged, {progress.dlq} dead-lettered, {progress.rate_text()} papers/s")
             return progress, time.monotonic() - t_publish
         finally:
             watcher.close(autocommit=False)

@@ -68,7 +68,6 @@ _SENTENCE_WORDS = frozenset(
     "i we you he she they it our your their my this these those here there paper papers abstract summary "
     "article author authors".split()
 )
-READABILITY_KEYS = ("title_copy", "example_copy", "sentence", "cut_off", "unclassified")
 
 
 _TOKEN = re.compile(r"[^\W_]+")

@@ -33,7 +33,8 @@ def _env_name(section: type[BaseSettings], name: str, field: FieldInfo) -> str:
     return (section.model_config.get("env_prefix", "") + name).upper()
 
 
-def _path(value: Path) -> str:
+def display_path(value: Path) -> str:
+    """A path as the same text on every machine: relative to the repository, or from ~."""
     if value.is_absolute():
         resolved = value.resolve()
         if resolved.is_relative_to(_REPO):
@@ -56,7 +57,7 @@ def render_default(field: FieldInfo) -> str:
     if isinstance(value, Enum):
         value = value.value
     if isinstance(value, Path):
-        return _path(value)
+        return display_path(value)
     if isinstance(value, (list, tuple, dict, set)):
         return json.dumps(list(value) if isinstance(value, (tuple, set)) else value)
     return str(value)

@@ -12,8 +12,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from topictag import settings as settings_module
-
-REPO = Path(__file__).resolve().parents[2]
+from topictag.settings_doc import display_path
 
 # Only docker-compose.yml reads these; they are not topictag settings.
 COMPOSE_VARIABLES = """\
@@ -53,10 +52,7 @@ def _default(field) -> str:
     if isinstance(value, list):
         return "[" + ",".join(f'"{v}"' for v in value) + "]"
     if isinstance(value, Path):
-        # Paths of this checkout and Path.home() differ per machine and user.
-        if value.is_relative_to(REPO):
-            value = value.relative_to(REPO)
-        value = str(value).replace(str(Path.home()), "~", 1)
+        value = display_path(value)  # this checkout's and the home folder differ per machine
     return str(value)
 
 

@@ -49,17 +49,18 @@ def seed_shipped_adapter(registry: AdapterRegistry, settings: Settings) -> Adapt
     if not (path / "adapter_config.json").is_file():
         log.warning("no shipped adapter at %s: the base model tags until a trained one is promoted", path)
         return None
-    if trained_for(path) != Path(base_model).name:
-        log.info("shipped adapter is for %s, not %s: not used", trained_for(path), base_model)
+    made_for = trained_for(path)
+    if made_for != Path(base_model).name:
+        log.info("shipped adapter is for %s, not %s: not used", made_for, base_model)
         return None
     check_adapter_files(path)
     info = shipped_adapter_info(path)
-    recorded = info.get("sha256")
-    if recorded and recorded != adapter_sha256(path):
+    sha = adapter_sha256(path)
+    if info.get("sha256") and info["sha256"] != sha:
         raise AdapterRefused(f"shipped adapter at {path}: checksum differs from its metrics.json")
     # A copy among the other versions: the registry's row stays valid when the bundle moves or
     # a newer release ships another adapter.
-    copy = _copy_into(path, settings.adapters_dir / SHIPPED_VERSION)
+    copy = _copy_into(path, sha, settings.adapters_dir / SHIPPED_VERSION)
     try:
         registry.register(
             SHIPPED_VERSION,
@@ -77,10 +78,9 @@ def seed_shipped_adapter(registry: AdapterRegistry, settings: Settings) -> Adapt
     return row
 
 
-def _copy_into(source: Path, target: Path) -> Path:
-    """``source`` copied to ``target`` whole (staged, then renamed); an identical copy that
-    is already there is kept."""
-    sha = adapter_sha256(source)
+def _copy_into(source: Path, sha: str, target: Path) -> Path:
+    """``source`` (whose checksum is ``sha``) copied to ``target`` whole (staged, then
+    renamed); an identical copy that is already there is kept."""
     if target.is_dir() and any(target.iterdir()):
         if adapter_sha256(target) != sha:
             raise AdapterRefused(f"{target} exists and holds another adapter than {source}")

@@ -44,10 +44,30 @@ def test_cpu_bf16_from_flags_and_probe(monkeypatch, flags, gain, expected):
     assert hardware.cpu_bf16.__wrapped__() is expected
 
 
-def test_probe_measures_a_ratio_and_leaves_threads_as_they_were():
+def test_probe_is_fp32_time_over_bf16_time_best_of_rounds(monkeypatch):
+    """Round by round, float32 then bfloat16: fp32 takes 3 s then 2 s, bf16 1 s then 4 s,
+    so the best times are 2 s and 1 s and bf16 is twice as fast."""
+    durations = iter([3.0, 1.0, 2.0, 4.0])
+    clock = {"now": 0.0, "started": False}
+
+    def perf_counter():
+        if clock["started"]:
+            clock["now"] += next(durations)
+        clock["started"] = not clock["started"]
+        return clock["now"]
+
+    monkeypatch.setattr(hardware.time, "perf_counter", perf_counter)
+    assert hardware.bf16_gain(rounds=2) == pytest.approx(2.0)
+
+
+def test_probe_runs_on_this_machine_and_leaves_threads_as_they_were():
+    import math
+
     import torch
 
     threads = torch.get_num_threads()
     gain = hardware.bf16_gain(rounds=1)
-    assert 0.01 < gain < 100
+    # Emulated bf16 (AVX2 only) measured 100x slower than fp32 here, AMX 5x faster: any
+    # finite positive ratio is a measurement; zero, inf or nan would be a broken timer.
+    assert gain > 0 and math.isfinite(gain)
     assert torch.get_num_threads() == threads

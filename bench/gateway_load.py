@@ -111,7 +111,7 @@ def build_store(db: Path, papers_file: Path, bundle: Path, limit: int, threshold
     import torch
 
     from topictag.schemas import Paper, TagResult
-    from topictag.store.repository import open_store
+    from topictag.store import open_store
     from topictag.topics import index as topic_index
     from topictag.topics.index import TopicIndex, paper_text
 
@@ -140,7 +140,7 @@ def build_store(db: Path, papers_file: Path, bundle: Path, limit: int, threshold
                            model="SmolLM2-135M-Instruct", latency_ms=50.0, tagged_at=day + timedelta(seconds=i % 86_400))
         tagged.append((paper, result))
     for i in range(0, len(tagged), 2000):
-        store.save_tagged(tagged[i : i + 2000])
+        store.papers.save_tagged(tagged[i : i + 2000])
     timings["save_papers_s"] = round(time.perf_counter() - started, 1)
 
     started = time.perf_counter()
@@ -161,7 +161,7 @@ def cluster_report(db: Path, examples: int = 8) -> dict:
     from sqlmodel import Session, func, select
 
     from topictag.store.models import TopicCluster, TopicText
-    from topictag.store.repository import Store
+    from topictag.store import Store
     from topictag.topics.queries import clusters
 
     store = Store(f"sqlite:///{db}")
@@ -212,7 +212,7 @@ def papers_paths(base: str, db: Path, n: int = 60, seed: int = 7) -> list[str]:
     from sqlmodel import Session, select
 
     from topictag.store.models import TopicCluster
-    from topictag.store.repository import Store
+    from topictag.store import Store
     from topictag.topics.queries import clusters
 
     rng = random.Random(seed)

@@ -38,7 +38,7 @@ from topictag.bus.kafka import ensure_topics, group_lag, make_consumer, make_pro
 from topictag.files import iter_paper_records
 from topictag.ingest import record_to_message
 from topictag.settings import KafkaSettings, get_settings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -175,7 +175,7 @@ def main() -> None:
     group = f"bench-{uuid.uuid4().hex[:6]}"
     ensure_topics(kafka)
     store = open_store(store_url)
-    store.create_schema()
+    store.upgrade_schema()
     rss = RssWatch()
     rss.add("broker", broker.process.pid)
     taggers = [tagger_process(kafka, store_url, group, args.batch_size, args.max_wait_ms, work / f"tagger{i}.log") for i in range(args.taggers)]
@@ -288,7 +288,7 @@ def main() -> None:
         producer.close(timeout=5)
         broker.stop()
 
-    tagged = store.count_tagged() - 1  # the warm-up paper
+    tagged = store.papers.count_tagged() - 1  # the warm-up paper
     store.close()
     result = {
         "rate_target": args.rate,

@@ -12,7 +12,7 @@ import pytest
 
 from topictag.bus.embedded import EmbeddedBroker
 from topictag.settings import KafkaSettings, PathSettings, Settings, StoreSettings
-from topictag.store.repository import Store, open_store
+from topictag.store import Store, open_store
 
 # Abstracts cut shorter and topics bounded tighter than the product's defaults, for every
 # engine the tests start, in this process and in the services they run as subprocesses
@@ -99,17 +99,27 @@ def postgres_url() -> str:
     admin.dispose()
 
 
+def fresh_store(url: str) -> Store:
+    """The store at ``url`` emptied and migrated from nothing (the session's PostgreSQL
+    database is shared by the tests of one process)."""
+    import sqlalchemy as sa
+    from sqlmodel import SQLModel
+
+    s = Store(url)
+    SQLModel.metadata.drop_all(s.engine)
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+    s.upgrade_schema()
+    return s
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path) -> Store:
     """An empty store on each backend."""
     if request.param == "sqlite":
         s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     else:
-        s = open_store(request.getfixturevalue("postgres_url"))
-        from sqlmodel import SQLModel
-
-        SQLModel.metadata.drop_all(s.engine)
-        s.create_schema()
+        s = fresh_store(request.getfixturevalue("postgres_url"))
     yield s
     s.close()
 

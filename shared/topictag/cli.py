@@ -6,15 +6,21 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from topictag.logs import setup_logging
 from topictag.settings import get_settings
+
+if TYPE_CHECKING:
+    from topictag.adapters.registry import AdapterRegistry
+    from topictag.store import Store
 
 app = typer.Typer(
     help="Streaming topic tagging of research papers with a self-distilling student LLM.",
@@ -246,9 +252,8 @@ def eval_(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
 ) -> None:
     """Tag every abstract in DATA with the student and score it against the teacher."""
-    from topictag.evaluation import readability, score
+    from topictag.evaluation import readability, score, tag_frame
     from topictag.files import read_labels
-    from topictag.schemas import Paper
     from topictag.student.engine import Adapter, create_engine
 
     setup_logging("eval", level="WARNING")
@@ -258,19 +263,13 @@ def eval_(
     engine = create_engine(get_settings())
     if adapter:
         engine.use_adapter(Adapter(adapter.name, adapter, lora_id=1))
-    papers = [
-        Paper(arxiv_id=f"row-{i}", title=str(row.get("title") or ""), abstract=row["abstract"])
-        for i, row in enumerate(labels.to_dict(orient="records"))
-    ]
     started = time.monotonic()
-    topics: list[str] = []
-    for i in range(0, len(papers), batch_size):
-        topics += [p.topic for p in engine.predict(papers[i : i + batch_size])]
+    topics = tag_frame(engine, labels, batch_size)
     elapsed = time.monotonic() - started
     engine.close()
     titles = labels["title"].astype(str).tolist() if "title" in labels.columns else None
     result = score(topics, labels["teacher_topic"].tolist()) | readability(topics, titles) | {
-        "papers_per_s": round(len(papers) / elapsed, 2)}
+        "papers_per_s": round(len(labels) / elapsed, 2)}
     if predictions:
         labels.assign(prediction=topics).to_csv(predictions, index=False)
     _emit(result, out)
@@ -377,16 +376,11 @@ def status(
     import logging
 
     from topictag.status import gather_status
-    from topictag.store.repository import open_store
 
     setup_logging("status", level="WARNING")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # an unreachable broker is reported below
-    settings = get_settings()
-    store = open_store(settings.store_url)
-    try:
-        report = gather_status(settings, store, broker_timeout_s=broker_timeout)
-    finally:
-        store.close()
+    with _store() as store:
+        report = gather_status(get_settings(), store, broker_timeout_s=broker_timeout)
     if as_json:
         typer.echo(report.model_dump_json())
     else:
@@ -430,13 +424,30 @@ def _print_status(report) -> None:
     console.print(model)
 
 
-def _registry():
+@contextmanager
+def _store() -> Iterator[Store]:
+    """The configured store, schema upgraded, closed when the command ends."""
+    from topictag.store import open_store
+
+    store = open_store(get_settings().store_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def _registry() -> Iterator[AdapterRegistry]:
+    """The adapter registry, announcing its changes on the models topic."""
     from topictag.adapters.events import ModelEventPublisher
     from topictag.adapters.registry import AdapterRegistry
-    from topictag.store.repository import open_store
 
-    settings = get_settings()
-    return settings, AdapterRegistry(open_store(settings.store_url), ModelEventPublisher(settings.kafka))
+    announce = ModelEventPublisher(get_settings().kafka)
+    try:
+        with _store() as store:
+            yield AdapterRegistry(store, announce)
+    finally:
+        announce.close()
 
 
 @models_app.command("list")
@@ -445,9 +456,10 @@ def models_list() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    _, registry = _registry()
+    with _store() as store:
+        rows = store.adapters.list()
     table = Table("version", "status", "ROUGE-1 F", "BLEU-3", "created", "promoted", "reason")
-    for row in registry.list():
+    for row in rows:
         m = json.loads(row.metrics)
         table.add_row(row.version, row.status, str(m.get("rouge1_f", "")), str(m.get("bleu3", "")),
                       f"{row.created_at:%Y-%m-%d %H:%M}", f"{row.promoted_at:%Y-%m-%d %H:%M}" if row.promoted_at else "",
@@ -460,9 +472,9 @@ def models_promote(version: Annotated[str, typer.Argument(help="Version to put i
     """Put VERSION in production (taggers switch within seconds)."""
     from topictag.adapters.registry import AdapterRefused
 
-    settings, registry = _registry()
     try:
-        registry.promote(version, "promoted by hand", settings.student.model_name)
+        with _registry() as registry:
+            registry.promote(version, "promoted by hand", get_settings().student.model_name)
     except AdapterRefused as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"{version} is in production")
@@ -473,9 +485,9 @@ def models_rollback() -> None:
     """Retire the production adapter and restore the one before it (or the base model)."""
     from topictag.adapters.registry import AdapterRefused
 
-    _, registry = _registry()
     try:
-        restored = registry.rollback()
+        with _registry() as registry:
+            restored = registry.rollback()
     except AdapterRefused as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"{restored.version if restored else 'the base model'} is in production")
@@ -483,16 +495,73 @@ def models_rollback() -> None:
 
 apikey_app = typer.Typer(help="API keys for the gateway's write endpoints.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
+db_app = typer.Typer(help="The store's schema: its migration and upgrades.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Migration to upgrade to.")] = "head",
+) -> None:
+    """Migrate the store to this release's schema (services also do it when they start).
+    Safe to run while services run, and more than once."""
+    from topictag.store import Store
+    from topictag.store.schema import upgrade
+
+    setup_logging("db", level="INFO")
+    store = Store(get_settings().store_url)
+    try:
+        typer.echo(f"store schema at {upgrade(store.engine, revision)}")
+    finally:
+        store.close()
+
+
+@db_app.command("revision")
+def db_revision(message: Annotated[str, typer.Argument(help="What the migration changes, e.g. 'papers: confidence'.")]) -> None:
+    """For developers: write a migration for the difference between the models and the
+    newest migration (to review before committing)."""
+    import tempfile
+
+    from alembic import command
+
+    from topictag.store import Store
+    from topictag.store.schema import alembic_config, upgrade
+
+    with tempfile.TemporaryDirectory() as scratch:
+        store = Store(f"sqlite:///{scratch}/schema.db")
+        try:
+            upgrade(store.engine)
+            with store.engine.begin() as conn:
+                script = command.revision(alembic_config(conn), message, autogenerate=True)
+        finally:
+            store.close()
+    typer.echo(f"wrote {script.path}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The store's migration and this release's newest; exit code 1 when they differ."""
+    from topictag.store import Store
+    from topictag.store.schema import current, head
+
+    store = Store(get_settings().store_url)
+    try:
+        at, newest = current(store.engine), head()
+    finally:
+        store.close()
+    typer.echo(f"store at {at or 'nothing (empty, or made before migrations)'}; this release needs {newest}")
+    if at != newest:
+        raise typer.Exit(1)
 
 
 @apikey_app.command("create")
 def apikey_create(name: Annotated[str, typer.Argument(help="Who or what the key is for.")]) -> None:
     """Create a key and print it (once: only its hash is stored)."""
     from topictag.gateway.auth import create_key
-    from topictag.store.repository import open_store
 
     try:
-        typer.echo(create_key(open_store(get_settings().store_url), name))
+        with _store() as store:
+            typer.echo(create_key(store, name))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -501,9 +570,10 @@ def apikey_create(name: Annotated[str, typer.Argument(help="Who or what the key 
 def apikey_revoke(name: Annotated[str, typer.Argument(help="Name the key was created with.")]) -> None:
     """Revoke a key; requests with it get 403 from then on."""
     from topictag.gateway.auth import revoke_key
-    from topictag.store.repository import open_store
 
-    if not revoke_key(open_store(get_settings().store_url), name):
+    with _store() as store:
+        revoked = revoke_key(store, name)
+    if not revoked:
         raise typer.BadParameter(f"no active API key named {name!r}")
     typer.echo(f"revoked {name}")
 
@@ -513,32 +583,14 @@ def reindex(
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
 ) -> None:
     """Build topic clusters and search embeddings for papers tagged before indexing existed."""
-    from sqlmodel import Session, col, select
-
-    from topictag.schemas import Paper, TagResult
-    from topictag.store.models import PaperRecord
-    from topictag.store.repository import open_store
     from topictag.topics.index import TopicIndex
 
-    settings = get_settings()
-    store = open_store(settings.store_url)
-    index = TopicIndex(store, settings.topics.cluster_threshold)
-    done, last = 0, ""
-    while True:
-        with Session(store.engine) as s:
-            rows = s.exec(
-                select(PaperRecord).where(col(PaperRecord.topic).is_not(None), PaperRecord.arxiv_id > last)
-                .order_by(PaperRecord.arxiv_id).limit(batch_size)
-            ).all()
-        if not rows:
-            break
-        index.add([
-            (Paper(arxiv_id=r.arxiv_id, title=r.title, abstract=r.abstract),
-             TagResult(arxiv_id=r.arxiv_id, topic=r.topic, adapter_version=r.adapter_version or "base",
-                       model=r.model or "", latency_ms=0, tagged_at=r.tagged_at))
-            for r in rows
-        ])
-        done, last = done + len(rows), rows[-1].arxiv_id
+    with _store() as store:
+        index = TopicIndex(store, get_settings().topics.cluster_threshold)
+        done, last = 0, ""
+        while batch := store.papers.tagged_after(last, batch_size):
+            index.add(batch)
+            done, last = done + len(batch), batch[-1][0].arxiv_id
     typer.echo(f"indexed {done} papers")
 
 

@@ -26,7 +26,7 @@ from topictag.ingest import publish_records
 from topictag.loop_watch import LoopWatch
 from topictag.schemas import TagResult
 from topictag.settings import Settings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 from topictag.student.model_files import student_model_path
 from topictag.trainer.service import retag_older_papers
 

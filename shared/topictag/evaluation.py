@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sacrebleu
 from rouge import Rouge
 
+from topictag.schemas import Paper
 from topictag.student.normalise import DANGLING_WORDS, UNCLASSIFIED
 from topictag.student.prompt import FEW_SHOT
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from topictag.student.engine import StudentEngine
 
 _QUOTES = "\"'“”‘’`"
 METRIC_KEYS = ("n", "bleu3", "rouge1_f", "original_bleu", "embedding_similarity", "exact_match")
@@ -119,3 +126,21 @@ def readability(topics: Sequence[str], titles: Sequence[str] | None = None) -> d
         "cut_off": share(is_cut_off(t) for t in topics),
         "unclassified": share(comparable(t) in ("", UNCLASSIFIED.lower()) for t in topics),
     }
+
+
+def tag_frame(engine: StudentEngine, frame: pd.DataFrame, batch_size: int = 32) -> list[str]:
+    """The student's topic for each row of a labels frame (abstract, optional title), in
+    batches of ``batch_size``."""
+    papers = [
+        Paper(arxiv_id=str(r.get("arxiv_id") or f"row-{i}"), title=str(r.get("title") or ""), abstract=str(r["abstract"]))
+        for i, r in enumerate(frame.to_dict(orient="records"))
+    ]
+    topics: list[str] = []
+    for i in range(0, len(papers), batch_size):
+        topics += [p.topic for p in engine.predict(papers[i : i + batch_size])]
+    return topics
+
+
+def score_engine(engine: StudentEngine, frame: pd.DataFrame, batch_size: int = 32) -> dict:
+    """Tag a labels frame with the engine's current adapter and score it against the teacher."""
+    return score(tag_frame(engine, frame, batch_size), frame["teacher_topic"].tolist())

@@ -8,14 +8,8 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
-
-from topictag.adapters.registry import AdapterRegistry
-from topictag.store.models import PaperRecord, TeacherLabel, TrainingRun
-from topictag.store.repository import Store
-
-FINAL = ("promoted", "refused", "skipped", "failed")
+from topictag.lifecycle import TrainingStatus
+from topictag.store import Store
 
 
 @dataclass
@@ -54,31 +48,29 @@ class LoopWatch:
 
     def look(self) -> LoopTimeline:
         t = self.timeline
-        with Session(self.store.engine) as s:
-            t.labels = s.exec(select(func.count()).select_from(TeacherLabel)).one()
-            run = s.exec(select(TrainingRun).order_by(col(TrainingRun.id).desc())).first()
-            if t.version and t.outcome == "promoted" and t.swap_s is None:
-                tagged = s.exec(
-                    select(func.count()).select_from(PaperRecord).where(PaperRecord.adapter_version == t.version)
-                ).one()
-                if tagged:
-                    t.swap_s = self._at()
-                    self.say(f"loop: the tagger serves {t.version}: {tagged} paper(s) tagged by it")
+        t.labels = self.store.teacher_labels.count()
+        latest = self.store.training_runs.latest(1)
+        run = latest[0] if latest else None
+        if t.version and t.outcome == TrainingStatus.PROMOTED and t.swap_s is None:
+            tagged = self.store.papers.count_tagged(adapter_version=t.version)
+            if tagged:
+                t.swap_s = self._at()
+                self.say(f"loop: the tagger serves {t.version}: {tagged} paper(s) tagged by it")
         if t.labels and t.first_label_s is None:
             t.first_label_s = self._at()
             self.say("loop: first teacher label stored")
         if run is not None and t.first_training_s is None:
             t.first_training_s = self._at()
             self.say(f"loop: training started on {run.n_train} labels ({run.n_eval} frozen for evaluation)")
-        if run is not None and run.status in FINAL and t.outcome is None:
+        if run is not None and TrainingStatus(run.status).ended and t.outcome is None:
             t.training_done_s = self._at()
             t.outcome, t.version, t.detail = run.status, run.version, run.detail
             if run.version:
-                row = AdapterRegistry(self.store).get(run.version)
+                row = self.store.adapters.get(run.version)
                 metrics = json.loads(row.metrics)
                 t.before = metrics.get("incumbent", {})
                 t.after = {k: v for k, v in metrics.items() if k not in ("incumbent", "incumbent_version")}
-            if run.status == "promoted":
+            if run.status == TrainingStatus.PROMOTED:
                 t.promoted_s = t.training_done_s
             self.say(f"loop: training {run.status}{' ' + run.version if run.version else ''}: {run.detail}")
         return t

@@ -85,19 +85,13 @@ class StoreCollector:
     def collect(self):
         import json
 
-        from sqlalchemy import func
         from sqlalchemy.exc import SQLAlchemyError
-        from sqlmodel import Session, select
-
-        from topictag.adapters.registry import AdapterRegistry
-        from topictag.store.models import TrainingRun
 
         store = self.store()
         try:
-            production = AdapterRegistry(store).production()
-            with Session(store.engine) as s:
-                runs = s.exec(select(TrainingRun.status, func.count()).group_by(TrainingRun.status)).all()
-            labels, parked = store.count_teacher_labels(), store.count_parked()
+            production = store.adapters.production()
+            runs = store.training_runs.count_by_status()
+            labels, parked = store.teacher_labels.count(), store.parked.count()
         except SQLAlchemyError:
             return  # the store is away: these series are absent until it is back (the gateway's /ready says so)
         adapter = GaugeMetricFamily(
@@ -113,7 +107,7 @@ class StoreCollector:
             adapter.add_metric(["base", "none"], 0)
         yield adapter
         by_status = GaugeMetricFamily(TRAINING_RUNS, "Training runs in the store, by status.", labels=["status"])
-        for status, count in runs:
+        for status, count in runs.items():
             by_status.add_metric([status], count)
         yield by_status
         yield GaugeMetricFamily(TEACHER_LABELS_STORED, "Teacher labels in the store.", value=labels)

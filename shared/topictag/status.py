@@ -8,12 +8,9 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from pydantic import BaseModel, Field
-from sqlmodel import Session, col, select
 
-from topictag.adapters.registry import AdapterRegistry
 from topictag.settings import Settings
-from topictag.store.models import TrainingRun
-from topictag.store.repository import Store
+from topictag.store import Store
 
 WINDOWS_MIN = (1, 5, 60)
 
@@ -70,11 +67,6 @@ class SystemStatus(BaseModel):
     last_training: LastTraining | None
 
 
-def _utc(ts: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back without a zone; every stamp topictag writes is UTC.
-    return ts.replace(tzinfo=timezone.utc) if ts is not None and ts.tzinfo is None else ts
-
-
 def worker_groups(settings: Settings) -> list[tuple[str, str]]:
     """(consumer group, topic) of the tagger and the labeler; the labeler's topic is
     ``papers.tagged`` under the confidence policy."""
@@ -104,32 +96,32 @@ def consumer_lags(settings: Settings, timeout_s: float) -> tuple[list[GroupLag],
 
 
 def tagging(store: Store, now: datetime) -> Tagging:
-    counts = store.count_tagged_since([now - timedelta(minutes=m) for m in WINDOWS_MIN])
+    counts = store.papers.count_tagged_since([now - timedelta(minutes=m) for m in WINDOWS_MIN])
     return Tagging(
-        total=store.count_tagged(),
+        total=store.papers.count_tagged(),
         windows=[TaggedWindow(minutes=m, papers=n, per_minute=round(n / m, 2)) for m, n in zip(WINDOWS_MIN, counts)],
     )
 
 
 def production_adapter(store: Store) -> ProductionAdapter | None:
-    row = AdapterRegistry(store).production()
+    row = store.adapters.production()
     if row is None:
         return None
     scores = json.loads(row.metrics or "{}")
     return ProductionAdapter(
         version=row.version, bleu3=scores.get("bleu3"), rouge1_f=scores.get("rouge1_f"),
-        promoted_at=_utc(row.promoted_at), reason=row.reason,
+        promoted_at=row.promoted_at, reason=row.reason,
     )
 
 
 def last_training(store: Store) -> LastTraining | None:
-    with Session(store.engine) as s:
-        run = s.exec(select(TrainingRun).order_by(col(TrainingRun.id).desc()).limit(1)).first()
-    if run is None:
+    latest = store.training_runs.latest(1)
+    if not latest:
         return None
+    run = latest[0]
     return LastTraining(
         request_id=run.request_id, status=run.status, version=run.version, detail=run.detail,
-        n_train=run.n_train, n_eval=run.n_eval, started_at=_utc(run.started_at), finished_at=_utc(run.finished_at),
+        n_train=run.n_train, n_eval=run.n_eval, started_at=run.started_at, finished_at=run.finished_at,
     )
 
 
@@ -142,7 +134,7 @@ def gather_status(settings: Settings, store: Store, broker_timeout_s: float = 5.
         broker_error=broker_error,
         lag=lag,
         tagged=tagging(store, now),
-        teacher_labels=TeacherLabels(count=store.count_teacher_labels(), last_labelled_at=store.last_label_at()),
+        teacher_labels=TeacherLabels(count=store.teacher_labels.count(), last_labelled_at=store.teacher_labels.last_labelled_at()),
         production_adapter=production_adapter(store),
         last_training=last_training(store),
     )

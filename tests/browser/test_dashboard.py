@@ -4,7 +4,6 @@ a real gateway process over a store with tagged papers."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 from tests.integration.test_store import tagged
 from tests.integration.test_topics import TOPICS
 from topictag.bus.embedded import free_port
-from topictag.store.repository import open_store
+from topictag.store import open_store
 from topictag.topics.index import TopicIndex
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -60,7 +59,7 @@ def gateway_url(tmp_path):
     store_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     store = open_store(store_url)
     batch = [tagged(i, t) for i, t in enumerate(TOPICS * 3)]
-    store.save_tagged(batch)
+    store.papers.save_tagged(batch)
     TopicIndex(store).add(batch)
     store.close()
     with running_gateway(store_url) as url:

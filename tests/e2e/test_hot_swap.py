@@ -15,7 +15,7 @@ from topictag.adapters.registry import AdapterRefused, AdapterRegistry
 from topictag.bus.kafka import ensure_topics, make_consumer, make_producer
 from topictag.ingest import publish_records
 from topictag.settings import Settings, TaggerSettings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 
 pytestmark = pytest.mark.model
 BASE = "SmolLM2-135M-Instruct"
@@ -65,8 +65,8 @@ def test_tagger_follows_promotion_and_rollback(tmp_path, kafka, student_engine, 
         batch = [next(papers) for _ in range(n)]
         publish_records(producer, kafka.papers_topic, batch)
         ids = {p["arxiv_id"] for p in batch}
-        wait_until(lambda: all(store.get_paper(i) for i in ids), 120, f"{n} papers tagged")
-        return {store.get_paper(i)[0].adapter_version for i in ids}
+        wait_until(lambda: all(store.papers.get(i) for i in ids), 120, f"{n} papers tagged")
+        return {store.papers.get(i)[0].adapter_version for i in ids}
 
     try:
         with Tagger(settings, student_engine, store) as tagger:

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
-import pandas as pd
 import pytest
 from kafka import TopicPartition
 from prometheus_client import REGISTRY
@@ -25,7 +24,7 @@ from topictag.labeler.worker import LabelerWorker
 from topictag.schemas import Paper
 from topictag.settings import KafkaSettings, LabelerSettings, Settings, StoreSettings, TeacherSettings
 from topictag.store.models import TeacherLabel
-from topictag.store.repository import Store, open_store
+from topictag.store import Store, open_store
 from topictag.teacher import Answer, Teacher
 from topictag.teacher.openai import OpenAITeacher
 from topictag.teacher.recorded import RecordedTeacher
@@ -134,8 +133,8 @@ def test_sampled_papers_get_teacher_labels_exactly_once(tmp_path, kafka, bundle,
     teacher = AskedTeacher(RecordedTeacher(settings.teacher_labels_file, settings.teacher.model))
     with Labeler(settings, teacher, store):
         wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 60, "commits")
-    assert store.count_teacher_labels() == len(expected)  # unknown papers are skipped, never invented
-    assert store.labelled_ids(sorted(expected), teacher.model) == expected
+    assert store.teacher_labels.count() == len(expected)  # unknown papers are skipped, never invented
+    assert store.teacher_labels.labelled_ids(sorted(expected), teacher.model) == expected
     assert {i for i, n in teacher.asked.items() if i in expected and n == 1} == expected
     assert invalid_count() == invalid_before + len(MALFORMED)
 
@@ -155,7 +154,7 @@ def test_sampled_papers_get_teacher_labels_exactly_once(tmp_path, kafka, bundle,
     with Labeler(replay, teacher, store):
         wait_until(lambda: group_lag(settings.kafka, group, ends) == 0, 60, "replay commits")
     assert not expected & set(teacher.asked)
-    assert store.count_teacher_labels() == len(expected)
+    assert store.teacher_labels.count() == len(expected)
     assert len(read_labels_topic(settings.kafka, len(expected))) == len(expected)
     store.close()
 
@@ -195,7 +194,7 @@ def test_confidence_policy_sends_the_teacher_what_the_student_was_least_sure_of(
     assert mean_rank < 0.3, mean_rank  # a uniform sample sits near 0.5
     # The recorded teacher knows a paper by its abstract: a label for each asked paper means
     # the labeler sent the paper's text as stored.
-    assert store.labelled_ids(sorted(asked), teacher.model) == asked
+    assert store.teacher_labels.labelled_ids(sorted(asked), teacher.model) == asked
     assert sorted(key for key, _ in read_labels_topic(settings.kafka, len(asked))) == sorted(asked)
     store.close()
 
@@ -212,20 +211,20 @@ def test_teacher_outage_parks_papers_and_resumes(tmp_path, kafka, bundle, dev_pa
     down = OpenAITeacher(TeacherSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1,
                                          backoff_s=0.01, breaker_failures=100, timeout_s=0.5))
     with Labeler(settings, down, store):
-        wait_until(lambda: store.count_parked() == len(sampled), 60, "sampled papers parked")
+        wait_until(lambda: store.parked.count() == len(sampled), 60, "sampled papers parked")
         wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 30, "commits")
     down.close()
-    parked = store.due_parked(datetime.now(timezone.utc) + timedelta(days=1), 100)
+    parked = store.parked.due(datetime.now(timezone.utc) + timedelta(days=1), 100)
     assert {p.arxiv_id for p in parked} == sampled
     assert all(p.attempts >= 1 and p.reason.startswith("unreachable") for p in parked)
-    assert store.count_teacher_labels() == 0
+    assert store.teacher_labels.count() == 0
 
     # The teacher is back: the parked papers are labelled on the parked retry (the offsets
     # were committed, so nothing else would bring them back).
     recorded = RecordedTeacher(settings.teacher_labels_file, settings.teacher.model)
     with Labeler(settings, recorded, store):
-        wait_until(lambda: store.count_parked() == 0, 30, "parked papers labelled")
-    assert store.labelled_ids(sorted(sampled), recorded.model) == sampled
+        wait_until(lambda: store.parked.count() == 0, 30, "parked papers labelled")
+    assert store.teacher_labels.labelled_ids(sorted(sampled), recorded.model) == sampled
     assert sorted(key for key, _ in read_labels_topic(settings.kafka, len(sampled))) == sorted(sampled)
     store.close()
 
@@ -236,23 +235,23 @@ def test_store_keeps_one_label_per_paper_and_teacher_and_parks_papers(store):
     def label(arxiv_id: str, topic: str, model: str = "llama-70b") -> TeacherLabel:
         return TeacherLabel(arxiv_id=arxiv_id, abstract="An abstract.", topic=topic, teacher_model=model, labelled_at=now)
 
-    store.save_teacher_labels([label("a", "Old Topic"), label("b", "Graph Learning")])
-    store.save_teacher_labels([label("a", "New Topic"), label("a", "Another Teacher's Topic", "gpt-4")])
-    assert store.count_teacher_labels() == 3
-    assert store.labelled_ids(["a", "b", "c"], "llama-70b") == {"a", "b"}
-    assert store.labelled_ids(["a", "b"], "gpt-4") == {"a"}
+    store.teacher_labels.save([label("a", "Old Topic"), label("b", "Graph Learning")])
+    store.teacher_labels.save([label("a", "New Topic"), label("a", "Another Teacher's Topic", "gpt-4")])
+    assert store.teacher_labels.count() == 3
+    assert store.teacher_labels.labelled_ids(["a", "b", "c"], "llama-70b") == {"a", "b"}
+    assert store.teacher_labels.labelled_ids(["a", "b"], "gpt-4") == {"a"}
 
     paper = Paper(arxiv_id="p", title="T", abstract="Parked abstract.")
-    store.park(paper, "http 503", now + timedelta(minutes=1), attempts=1)
-    store.park(paper, "timeout", now + timedelta(minutes=2), attempts=2)  # parked again: one row, updated
-    store.park(Paper(arxiv_id="q", abstract="Due now."), "http 500", now - timedelta(seconds=1))
-    assert store.count_parked() == 2
-    assert [p.arxiv_id for p in store.due_parked(now, 10)] == ["q"]
-    due = {p.arxiv_id: p for p in store.due_parked(now + timedelta(minutes=3), 10)}
+    store.parked.park(paper, "http 503", now + timedelta(minutes=1), attempts=1)
+    store.parked.park(paper, "timeout", now + timedelta(minutes=2), attempts=2)  # parked again: one row, updated
+    store.parked.park(Paper(arxiv_id="q", abstract="Due now."), "http 500", now - timedelta(seconds=1))
+    assert store.parked.count() == 2
+    assert [p.arxiv_id for p in store.parked.due(now, 10)] == ["q"]
+    due = {p.arxiv_id: p for p in store.parked.due(now + timedelta(minutes=3), 10)}
     assert set(due) == {"p", "q"} and (due["p"].reason, due["p"].attempts) == ("timeout", 2)
     assert Paper.model_validate_json(due["p"].payload) == paper
-    store.unpark(["p", "q"])
-    assert store.count_parked() == 0
+    store.parked.unpark(["p", "q"])
+    assert store.parked.count() == 0
 
 
 def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, bundle, dev_papers, postgres_url):
@@ -273,7 +272,7 @@ def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, bundle, dev_p
     ensure_topics(settings.kafka)
     store = open_store(url)
     SQLModel.metadata.drop_all(store.engine)
-    store.create_schema()
+    store.upgrade_schema()
     checker = open_store(postgres_url)  # the test's own view, not through the proxy
     known = [p for p in dev_papers if p["arxiv_id"].startswith("dev-")][:40]
     first, second = known[:20], known[20:]
@@ -283,7 +282,7 @@ def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, bundle, dev_p
         with Labeler(settings, teacher, store) as labeler:
             ends = publish(settings.kafka, first)
             wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 60, "the first commits")
-            assert checker.count_teacher_labels() == len(sampled_ids(first))
+            assert checker.teacher_labels.count() == len(sampled_ids(first))
 
             proxy.cut()
             more = publish(settings.kafka, second)
@@ -292,13 +291,13 @@ def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, bundle, dev_p
                        30, "a store retry")
             assert labeler.thread.is_alive()
             assert group_lag(settings.kafka, settings.labeler.group_id, ends) > 0  # nothing committed meanwhile
-            assert checker.count_teacher_labels() == len(sampled_ids(first))
+            assert checker.teacher_labels.count() == len(sampled_ids(first))
 
             proxy.restore()
             wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 90, "commits after the outage")
         expected = sampled_ids(known)
-        assert checker.count_teacher_labels() == len(expected)
-        assert checker.labelled_ids(sorted(expected), teacher.model) == expected
+        assert checker.teacher_labels.count() == len(expected)
+        assert checker.teacher_labels.labelled_ids(sorted(expected), teacher.model) == expected
     finally:
         proxy.close()
         store.close()

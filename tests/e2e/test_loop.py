@@ -14,7 +14,6 @@ import subprocess
 import sys
 import uuid
 
-import pandas as pd
 import pytest
 from sqlmodel import Session, select
 
@@ -27,7 +26,7 @@ from topictag.bus.kafka import ensure_topics, make_producer
 from topictag.ingest import publish_records
 from topictag.settings import DistillSettings, LabelerSettings, TaggerSettings, TeacherSettings, TrainerSettings
 from topictag.store.models import TrainingRun
-from topictag.store.repository import open_store
+from topictag.store import open_store
 from topictag.teacher.recorded import RecordedTeacher
 from topictag.trainer.celery_app import TRAIN, create_celery
 from topictag.trainer.service import training_pipeline
@@ -134,8 +133,8 @@ def test_the_loop(loop_settings, student_engine, bundle, teacher_labels, tmp_pat
             # 2. The running tagger switches, and new results carry the new version.
             wait_until(lambda: student_engine.adapter_version == v1.version, 30, "the tagger's switch")
             publish_records(producer, kafka.papers_topic, papers[200:208])
-            wait_until(lambda: all(store.get_paper(p["arxiv_id"]) for p in papers[200:208]), 120, "new papers")
-            assert {store.get_paper(p["arxiv_id"])[0].adapter_version for p in papers[200:208]} == {v1.version}
+            wait_until(lambda: all(store.papers.get(p["arxiv_id"]) for p in papers[200:208]), 120, "new papers")
+            assert {store.papers.get(p["arxiv_id"])[0].adapter_version for p in papers[200:208]} == {v1.version}
 
             # 3. The same training task delivered twice more (Celery redelivers an unacknowledged
             #    task; a trigger may repeat): nothing trains again, nothing new is registered.

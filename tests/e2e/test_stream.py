@@ -18,7 +18,7 @@ from topictag.bus.kafka import ensure_topics, group_lag, make_consumer, make_pro
 from topictag.gateway.app import create_app
 from topictag.ingest import publish_records
 from topictag.settings import TaggerSettings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 from topictag.student.normalise import MAX_TOPIC_CHARS
 from topictag.tagger.worker import TaggerWorker
 
@@ -101,13 +101,13 @@ def test_papers_are_tagged_exactly_once_and_bad_ones_dead_lettered(pipeline, stu
     ends = {tp: max(report.end_offsets.get(tp, 0), bad_offsets.get(tp, 0)) for tp in report.end_offsets | bad_offsets}
 
     with Tagger(settings, student_engine, store) as tagger:
-        wait_until(lambda: store.count_tagged() >= len(papers) and sum(len(b.dead) for b in tagger.batches) >= len(MALFORMED),
+        wait_until(lambda: store.papers.count_tagged() >= len(papers) and sum(len(b.dead) for b in tagger.batches) >= len(MALFORMED),
                    180, "all papers tagged")
         wait_until(lambda: group_lag(kafka, settings.tagger.group_id, ends) == 0, 30, "offsets committed")
 
     ids = [p["arxiv_id"] for p in papers]
-    assert store.count_tagged() == len(papers)
-    assert store.count_assignments() == len(papers)  # one topic per paper: nothing tagged twice
+    assert store.papers.count_tagged() == len(papers)
+    assert store.papers.count_assignments() == len(papers)  # one topic per paper: nothing tagged twice
 
     results_consumer = make_consumer(kafka, f"check-{uuid.uuid4().hex[:6]}", kafka.tagged_topic, kafka.dlq_topic)
     got = drain(results_consumer, len(papers) + len(MALFORMED))
@@ -146,14 +146,14 @@ def test_stopped_tagger_resumes_without_gaps_or_duplicates(pipeline, student_eng
     with Tagger(settings, student_engine, store) as first:
         wait_until(lambda: len(first.batches) >= 1, 120, "a first batch")
         first.stop()  # mid-stream: most papers are still in the topic
-    done_before = store.count_tagged()
+    done_before = store.papers.count_tagged()
     assert 0 < done_before < len(papers)
 
     with Tagger(settings, student_engine, store):
-        wait_until(lambda: store.count_tagged() == len(papers), 180, "the rest tagged")
+        wait_until(lambda: store.papers.count_tagged() == len(papers), 180, "the rest tagged")
         wait_until(lambda: group_lag(kafka, settings.tagger.group_id, report.end_offsets) == 0, 30, "offsets committed")
 
-    assert store.count_assignments() == len(papers)
+    assert store.papers.count_assignments() == len(papers)
     consumer = make_consumer(kafka, f"check-{uuid.uuid4().hex[:6]}", kafka.tagged_topic)
     results = [json.loads(r.value)["arxiv_id"] for r in drain(consumer, len(papers))]
     consumer.close()

@@ -13,8 +13,8 @@ from tests.integration.test_store import tagged
 @pytest.fixture
 def client(store, broker):
     settings = Settings(kafka=KafkaSettings(bootstrap=broker.bootstrap))
-    store.save_tagged([tagged(i, "Federated Learning" if i % 2 else "Graph Neural Networks") for i in range(12)])
-    store.save_tagged([tagged(3, "Private Federated Learning", "v1", minutes=100)])
+    store.papers.save_tagged([tagged(i, "Federated Learning" if i % 2 else "Graph Neural Networks") for i in range(12)])
+    store.papers.save_tagged([tagged(3, "Private Federated Learning", "v1", minutes=100)])
     with TestClient(create_app(settings, store=store), raise_server_exceptions=False) as c:
         yield c
 
@@ -104,11 +104,11 @@ def test_identical_reads_share_one_answer_for_read_cache_s(store, broker, read_c
     """A paper tagged meanwhile shows up once the shared answer expires; with the cache off, at once."""
     from topictag.settings import GatewaySettings
 
-    store.save_tagged([tagged(i, "Federated Learning") for i in range(3)])
+    store.papers.save_tagged([tagged(i, "Federated Learning") for i in range(3)])
     settings = Settings(kafka=KafkaSettings(bootstrap=broker.bootstrap), gateway=GatewaySettings(read_cache_s=read_cache_s))
     with TestClient(create_app(settings, store=store)) as c:
         before = [p["arxiv_id"] for p in c.get("/v1/papers", params={"topic": "federated"}).json()["items"]]
-        store.save_tagged([tagged(3, "Federated Learning")])
+        store.papers.save_tagged([tagged(3, "Federated Learning")])
         after = [p["arxiv_id"] for p in c.get("/v1/papers", params={"topic": "federated"}).json()["items"]]
         other_query = c.get("/v1/papers", params={"topic": "federated", "limit": 10}).json()["items"]
     assert before == ["2601.00002", "2601.00001", "2601.00000"]

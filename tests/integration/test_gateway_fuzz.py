@@ -25,7 +25,7 @@ from topictag.adapters.registry import AdapterRegistry
 from topictag.gateway.app import create_app
 from topictag.gateway.auth import create_key
 from topictag.settings import GatewaySettings, KafkaSettings, Settings, StudentSettings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 from topictag.topics.index import TopicIndex
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
@@ -56,7 +56,7 @@ def gateway(tmp_path_factory, broker):
     root = tmp_path_factory.mktemp("fuzz")
     store = open_store(f"sqlite:///{root / 'store.db'}")
     batch = [tagged(i, TOPICS[i % len(TOPICS)]) for i in range(40)]
-    store.save_tagged(batch)
+    store.papers.save_tagged(batch)
     TopicIndex(store).add(batch)
     registry = AdapterRegistry(store)
     register(registry, root, rouge=40.0)

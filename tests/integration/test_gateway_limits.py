@@ -21,7 +21,7 @@ N = 12
 
 
 def populate(store) -> None:
-    store.save_tagged([tagged(i, "Federated Learning" if i % 2 else "Graph Neural Networks") for i in range(N)])
+    store.papers.save_tagged([tagged(i, "Federated Learning" if i % 2 else "Graph Neural Networks") for i in range(N)])
 
 
 def make_client(store, tmp_path, **gateway) -> TestClient:
@@ -185,11 +185,11 @@ def test_sql_in_filters_is_only_text(client, name, text):
     r = client.get("/v1/papers", params={name: text})
     assert r.status_code == 200, r.text
     assert r.json() == {"items": [], "next_cursor": None}
-    assert client.store.count_tagged() == N  # and the table is still there
+    assert client.store.papers.count_tagged() == N  # and the table is still there
 
 
 def test_filters_still_match_around_quotes_and_wildcards(client):
-    client.store.save_tagged([tagged(50, "100% Robust 'Quoted' Learning_Rates")])
+    client.store.papers.save_tagged([tagged(50, "100% Robust 'Quoted' Learning_Rates")])
     for text in ["100%", "'quoted'", "learning_rates", "% robust 'q"]:
         items = client.get("/v1/papers", params={"topic": text}).json()["items"]
         assert [p["arxiv_id"] for p in items] == ["2601.00050"], text
@@ -306,7 +306,7 @@ def test_an_exactly_full_last_page_has_no_cursor(client):
 
 def test_cursor_with_a_filter_and_new_papers_arriving(client):
     first = client.get("/v1/papers", params={"topic": "federated", "limit": 4}).json()
-    client.store.save_tagged([tagged(90, "Federated Learning", minutes=10_000)])  # newer than all: page 1 only
+    client.store.papers.save_tagged([tagged(90, "Federated Learning", minutes=10_000)])  # newer than all: page 1 only
     rest = client.get("/v1/papers", params={"topic": "federated", "limit": 4, "cursor": first["next_cursor"]}).json()
     ids = [p["arxiv_id"] for p in first["items"] + rest["items"]]
     assert len(ids) == len(set(ids)) == N // 2 and "2601.00090" not in ids

@@ -7,7 +7,7 @@ from tests.integration.test_registry import BASE, register
 from topictag.adapters.registry import AdapterRegistry
 from topictag.gateway.app import create_app
 from topictag.gateway.auth import create_key, revoke_key
-from topictag.settings import KafkaSettings, Settings, StudentSettings
+from topictag.settings import Settings, StudentSettings
 
 
 @pytest.fixture

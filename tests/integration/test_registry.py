@@ -65,7 +65,7 @@ def test_engine_ids_follow_the_weights_not_the_store(registry, tmp_path):
     """An engine can outlive its store (a tagger pointed at a new database, the test suite's
     shared engine): another store's v1 must not get the id, and so the cached weights, of
     the first one's v1. The same weights keep one id."""
-    from topictag.store.repository import open_store
+    from topictag.store import open_store
 
     ours = as_engine_adapter(register(registry, tmp_path))
     other_store = open_store(f"sqlite:///{tmp_path / 'other.db'}")
@@ -150,24 +150,24 @@ def test_promotion_rule(candidate, incumbent, promote):
 
 
 def test_lease_is_single_flight_and_expires(store):
-    assert lease.acquire(store, "training", "a", ttl_s=60)
-    assert not lease.acquire(store, "training", "b", ttl_s=60)
-    lease.release(store, "training", "b")  # not b's to release
-    assert not lease.acquire(store, "training", "b", ttl_s=60)
-    lease.release(store, "training", "a")
-    assert lease.acquire(store, "training", "b", ttl_s=0.2)
+    assert store.leases.acquire("training", "a", ttl_s=60)
+    assert not store.leases.acquire("training", "b", ttl_s=60)
+    store.leases.release("training", "b")  # not b's to release
+    assert not store.leases.acquire("training", "b", ttl_s=60)
+    store.leases.release("training", "a")
+    assert store.leases.acquire("training", "b", ttl_s=0.2)
     time.sleep(0.5)
-    assert lease.acquire(store, "training", "c", ttl_s=60)  # b crashed: its lease lapsed
+    assert store.leases.acquire("training", "c", ttl_s=60)  # b crashed: its lease lapsed
 
 
 def test_held_lease_is_renewed_while_the_block_runs(store):
     with lease.held(store, "training", "a", ttl_s=0.6) as got:
         assert got
         time.sleep(1.0)  # longer than the ttl: only renewal keeps it
-        assert not lease.acquire(store, "training", "b", ttl_s=60)
+        assert not store.leases.acquire("training", "b", ttl_s=60)
         with lease.held(store, "training", "b", ttl_s=60) as other:
             assert other is False
-    assert lease.acquire(store, "training", "b", ttl_s=60)
+    assert store.leases.acquire("training", "b", ttl_s=60)
 
 
 def test_training_after_a_crash_cleans_up_what_the_killed_one_left(store, tmp_path):

@@ -27,7 +27,7 @@ from topictag.logs import setup_logging
 from topictag.schemas import Paper, TagResult
 from topictag.settings import get_settings
 from topictag.store.models import TeacherLabel, TrainingRun
-from topictag.store.repository import Store, open_store
+from topictag.store import Store, open_store
 
 # Minutes ago each tagged paper was tagged: 2 in the last minute, 3 in the last 5, 5 in the last hour.
 TAGGED_MINUTES_AGO = [0.2, 0.5, 3, 20, 45, 90, 600]
@@ -40,13 +40,13 @@ def paper_rows(n: int, prefix: str) -> list[dict]:
 
 
 def fill_store(store: Store, adapters_root, now: datetime) -> None:
-    store.save_tagged([
+    store.papers.save_tagged([
         (Paper(arxiv_id=f"2601.{i:05d}", title=f"Paper {i}", abstract=f"Abstract {i}"),
          TagResult(arxiv_id=f"2601.{i:05d}", topic="Graph Neural Networks", adapter_version="v1", model=BASE,
                    latency_ms=1.0, tagged_at=now - timedelta(minutes=ago)))
         for i, ago in enumerate(TAGGED_MINUTES_AGO)
     ])
-    store.save_teacher_labels([
+    store.teacher_labels.save([
         TeacherLabel(arxiv_id=f"2601.{i:05d}", abstract=f"Abstract {i}", topic="Graph Learning",
                      teacher_model="teacher", labelled_at=now - timedelta(hours=3 - i))
         for i in range(3)

@@ -5,7 +5,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from topictag.schemas import Paper, TagResult
-from topictag.store.repository import InvalidCursor
+from topictag.store import InvalidCursor
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -20,16 +20,16 @@ def tagged(i: int, topic: str = "Graph Neural Networks", version: str = "base", 
 
 def test_replayed_batch_creates_no_second_row(store):
     batch = [tagged(i) for i in range(5)]
-    store.save_tagged(batch)
-    store.save_tagged(batch)
-    assert store.count_tagged() == 5
-    assert store.count_assignments() == 5
+    store.papers.save_tagged(batch)
+    store.papers.save_tagged(batch)
+    assert store.papers.count_tagged() == 5
+    assert store.papers.count_assignments() == 5
 
 
 def test_history_keeps_one_topic_per_adapter_version(store):
-    store.save_tagged([tagged(1, "Graph Learning", "base")])
-    store.save_tagged([tagged(1, "Graph Neural Networks for Molecules", "v1", minutes=5)])
-    paper, history = store.get_paper("2601.00001")
+    store.papers.save_tagged([tagged(1, "Graph Learning", "base")])
+    store.papers.save_tagged([tagged(1, "Graph Neural Networks for Molecules", "v1", minutes=5)])
+    paper, history = store.papers.get("2601.00001")
     assert paper.topic == "Graph Neural Networks for Molecules"
     assert paper.adapter_version == "v1"
     assert [(h.adapter_version, h.topic) for h in history] == [
@@ -39,55 +39,55 @@ def test_history_keeps_one_topic_per_adapter_version(store):
 
 
 def test_same_paper_twice_in_one_batch(store):
-    store.save_tagged([tagged(1, "A"), tagged(1, "B")])
-    assert store.count_tagged() == 1
-    assert store.get_paper("2601.00001")[0].topic == "B"
+    store.papers.save_tagged([tagged(1, "A"), tagged(1, "B")])
+    assert store.papers.count_tagged() == 1
+    assert store.papers.get("2601.00001")[0].topic == "B"
 
 
 def test_missing_paper_is_none(store):
-    assert store.get_paper("nope") is None
+    assert store.papers.get("nope") is None
 
 
 def test_pages_walk_every_paper_once_newest_first(store):
-    store.save_tagged([tagged(i, minutes=i // 3) for i in range(23)])  # ties in tagged_at
+    store.papers.save_tagged([tagged(i, minutes=i // 3) for i in range(23)])  # ties in tagged_at
     seen, cursor = [], None
     while True:
-        page = store.list_papers(limit=5, cursor=cursor)
+        page = store.papers.list_tagged(limit=5, cursor=cursor)
         seen += [p.arxiv_id for p in page.items]
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
     assert len(seen) == 23 and len(set(seen)) == 23
-    stamps = [store.get_paper(i)[0].tagged_at for i in seen]
+    stamps = [store.papers.get(i)[0].tagged_at for i in seen]
     assert stamps == sorted(stamps, reverse=True)
 
 
 def test_exact_page_has_no_next_cursor(store):
-    store.save_tagged([tagged(i) for i in range(5)])
-    assert store.list_papers(limit=5).next_cursor is None
+    store.papers.save_tagged([tagged(i) for i in range(5)])
+    assert store.papers.list_tagged(limit=5).next_cursor is None
 
 
 def test_filters(store):
-    store.save_tagged([tagged(i, "Federated Learning" if i % 2 else "Graph 100%_Networks") for i in range(10)])
-    assert len(store.list_papers(topic="federated", limit=50).items) == 5
+    store.papers.save_tagged([tagged(i, "Federated Learning" if i % 2 else "Graph 100%_Networks") for i in range(10)])
+    assert len(store.papers.list_tagged(topic="federated", limit=50).items) == 5
     # LIKE wildcards in the filter are matched literally
-    assert len(store.list_papers(topic="100%_", limit=50).items) == 5
-    assert len(store.list_papers(topic="%", limit=50).items) == 5
-    assert all(p.published >= date(2026, 1, 5) for p in store.list_papers(published_from=date(2026, 1, 5)).items)
-    assert store.list_papers(adapter_version="v9").items == []
+    assert len(store.papers.list_tagged(topic="100%_", limit=50).items) == 5
+    assert len(store.papers.list_tagged(topic="%", limit=50).items) == 5
+    assert all(p.published >= date(2026, 1, 5) for p in store.papers.list_tagged(published_from=date(2026, 1, 5)).items)
+    assert store.papers.list_tagged(adapter_version="v9").items == []
 
 
 def test_sql_in_a_filter_is_just_text(store):
-    store.save_tagged([tagged(1)])
-    assert store.list_papers(topic="'; DROP TABLE papers; --").items == []
-    assert store.count_tagged() == 1
+    store.papers.save_tagged([tagged(1)])
+    assert store.papers.list_tagged(topic="'; DROP TABLE papers; --").items == []
+    assert store.papers.count_tagged() == 1
 
 
 def test_bad_cursor(store):
     with pytest.raises(InvalidCursor):
-        store.list_papers(cursor="not-a-cursor")
+        store.papers.list_tagged(cursor="not-a-cursor")
 
 
 def test_topic_counts(store):
-    store.save_tagged([tagged(i, "A" if i < 3 else "B") for i in range(5)])
-    assert store.topic_counts() == [("A", 3), ("B", 2)]
+    store.papers.save_tagged([tagged(i, "A" if i < 3 else "B") for i in range(5)])
+    assert store.papers.topic_counts() == [("A", 3), ("B", 2)]

@@ -25,7 +25,7 @@ TOPICS = [
 def indexed(store):
     index = TopicIndex(store, threshold=0.85)
     batch = [tagged(i, t) for i, t in enumerate(TOPICS)]
-    store.save_tagged(batch)
+    store.papers.save_tagged(batch)
     index.add(batch)
     return store, index
 
@@ -49,7 +49,7 @@ def test_cluster_ids_are_stable_as_papers_arrive(indexed):
     store, index = indexed
     before = cluster_of(store, "Federated Learning")
     more = [tagged(100 + i, t) for i, t in enumerate(["Federated Learning Systems", "Protein Folding", "Federated Learning"])]
-    store.save_tagged(more)
+    store.papers.save_tagged(more)
     TopicIndex(store).add(more)  # a second tagger process: reads the clusters from the store
     assert cluster_of(store, "Federated Learning") == before
     assert cluster_of(store, "Federated Learning Systems") == before
@@ -85,13 +85,12 @@ def test_semantic_search_finds_the_meaning(indexed):
 def test_bf16_candidates_give_the_papers_of_the_exact_scan(store, teacher_labels, monkeypatch):
     """Where the CPU computes bf16, search picks candidates on a bf16 copy of the vectors
     and ranks them in fp32: the same papers with the same scores as the fp32 scan."""
-    import pandas as pd
 
     from topictag.topics import queries
 
     topics = teacher_labels["teacher_topic"].astype(str).tolist()
     batch = [tagged(i, t) for i, t in enumerate(topics[:400])]  # near-duplicate topics among them
-    store.save_tagged(batch)
+    store.papers.save_tagged(batch)
     TopicIndex(store, threshold=0.85).add(batch)
     asked = topics[400:440]
     found = {}
@@ -153,7 +152,7 @@ def test_trends_and_rising(store):
     for paper, result in batch:
         week = int(paper.arxiv_id[-5:]) // 10
         paper.published = start + timedelta(weeks=week)
-    store.save_tagged(batch)
+    store.papers.save_tagged(batch)
     index.add(batch)
     with TestClient(create_app(Settings(), store=store)) as c:
         body = c.get("/v1/topics/trends", params={"weeks": 9}).json()

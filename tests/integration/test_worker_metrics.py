@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import httpx
-import pandas as pd
 
 from tests.e2e.test_stream import wait_until
 from topictag.bus.embedded import free_port

@@ -14,7 +14,7 @@ from tests.e2e.test_stream import Tagger, wait_until
 from topictag.bus.kafka import ensure_topics, group_lag, make_producer
 from topictag.ingest import publish_records
 from topictag.settings import TaggerSettings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 
 pytestmark = pytest.mark.model
 
@@ -32,7 +32,7 @@ class SlowStore:
 
     def save_tagged(self, tagged):
         time.sleep(self.delay)
-        return self.store.save_tagged(tagged)
+        return self.store.papers.save_tagged(tagged)
 
 
 def test_slow_store_keeps_in_flight_bounded_and_lag_in_kafka(tmp_path, kafka, student_engine, sample_papers):
@@ -59,14 +59,14 @@ def test_slow_store_keeps_in_flight_bounded_and_lag_in_kafka(tmp_path, kafka, st
             while time.monotonic() < deadline:  # the store takes 2 s a batch: the backlog builds up
                 lags.append(group_lag(kafka, settings.tagger.group_id, report.end_offsets))
                 time.sleep(0.5)
-            done_slow = store.count_tagged()
+            done_slow = store.papers.count_tagged()
             assert done_slow <= 3 * BATCH  # at most 3 batches in 5 s
             assert max(lags) > BATCH  # a backlog larger than a worker may hold: it waits in Kafka
 
             slow.delay = 0.0  # the store recovers: the lag drains
             wait_until(lambda: group_lag(kafka, settings.tagger.group_id, report.end_offsets) == 0, 180, "the lag to drain")
         assert max(in_flight) <= BATCH  # never more than one batch in the worker's hands
-        assert store.count_tagged() == store.count_assignments() == len(papers)
+        assert store.papers.count_tagged() == store.papers.count_assignments() == len(papers)
         print(f"papers {len(papers)}, batch {BATCH}, max in flight {max(in_flight)}, max lag {max(lags)}, "
               f"tagged while slow {done_slow}, drained to 0")
     finally:

@@ -26,7 +26,7 @@ from topictag.adapters.registry import AdapterRefused, AdapterRegistry
 from topictag.bus.kafka import ensure_topics, make_producer
 from topictag.ingest import publish_records
 from topictag.settings import Settings, TaggerSettings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 
 pytestmark = pytest.mark.model
 BASE = "SmolLM2-135M-Instruct"
@@ -78,8 +78,8 @@ def test_tagger_refuses_bad_adapters_and_keeps_serving(tmp_path, kafka, student_
     def tag_some(n: int) -> set[str]:
         batch = [next(papers) for _ in range(n)]
         publish_records(producer, kafka.papers_topic, batch)
-        wait_until(lambda: all(store.get_paper(p["arxiv_id"]) for p in batch), 180, f"{n} papers tagged")
-        return {store.get_paper(p["arxiv_id"])[0].adapter_version for p in batch}
+        wait_until(lambda: all(store.papers.get(p["arxiv_id"]) for p in batch), 180, f"{n} papers tagged")
+        return {store.papers.get(p["arxiv_id"])[0].adapter_version for p in batch}
 
     try:
         with Tagger(settings, student_engine, store) as tagger:

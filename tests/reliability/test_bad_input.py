@@ -13,15 +13,13 @@ import uuid
 
 import pytest
 from kafka import TopicPartition
-from sqlmodel import SQLModel
 
-from tests.conftest import make_settings
+from tests.conftest import fresh_store, make_settings
 from tests.e2e.test_stream import Tagger, drain, wait_until
 from topictag.bus.dead_letter import MAX_VALUE_BYTES, dead_letter_reason
 from topictag.bus.kafka import ensure_topics, group_lag, make_consumer, make_producer
 from topictag.settings import StoreSettings, TaggerSettings
-from topictag.store.repository import open_store
-from topictag.schemas import InvalidPaper, Paper, decode_paper
+from topictag.schemas import InvalidPaper, decode_paper
 from topictag.settings import PaperLimits
 from topictag.student.normalise import MAX_TOPIC_CHARS, MAX_TOPIC_WORDS, UNCLASSIFIED, normalise_topic, strip_injections
 
@@ -90,9 +88,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 @pytest.fixture
 def pg_store(postgres_url):
-    store = open_store(postgres_url)
-    SQLModel.metadata.drop_all(store.engine)
-    store.create_schema()
+    store = fresh_store(postgres_url)
     yield store
     store.close()
 
@@ -120,19 +116,19 @@ def test_odd_papers_are_tagged_sanely_and_invalid_ones_dead_lettered(tmp_path, k
         wait_until(lambda: group_lag(kafka, settings.tagger.group_id, ends) == 0, 300, "every message handled")
         assert tagger.thread.is_alive()
     dead = [reason for b in tagger.batches for _, reason in b.dead]
-    assert pg_store.count_tagged() == len(ODD) and len(dead) == len(INVALID), dead
+    assert pg_store.papers.count_tagged() == len(ODD) and len(dead) == len(INVALID), dead
 
-    topics = {p["arxiv_id"]: pg_store.get_paper(p["arxiv_id"])[0].topic for p in ODD}
+    topics = {p["arxiv_id"]: pg_store.papers.get(p["arxiv_id"])[0].topic for p in ODD}
     print(json.dumps(topics, ensure_ascii=False, indent=1))
     for paper in ODD:
-        record, _ = pg_store.get_paper(paper["arxiv_id"])
+        record, _ = pg_store.papers.get(paper["arxiv_id"])
         topic = record.topic
         assert topic and topic == topic.strip(), (paper["arxiv_id"], topic)
         assert not any(c in topic for c in "\n\r\u2028\u2029"), (paper["arxiv_id"], topic)
         assert len(topic) <= MAX_TOPIC_CHARS and len(topic.split()) <= MAX_TOPIC_WORDS, (paper["arxiv_id"], topic)
         assert not _CONTROL.search(topic) and not _CONTROL.search(record.abstract)
         assert "pwned" not in topic.lower(), (paper["arxiv_id"], topic)  # never the injected answer
-    assert pg_store.get_paper("odd.control")[0].categories == "cs.SD eess.AS"
+    assert pg_store.papers.get("odd.control")[0].categories == "cs.SD eess.AS"
 
     consumer = make_consumer(kafka, f"check-{uuid.uuid4().hex[:6]}", kafka.dlq_topic)
     letters = drain(consumer, len(INVALID), timeout=30)

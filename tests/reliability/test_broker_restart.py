@@ -26,7 +26,7 @@ from topictag.bus.embedded import EmbeddedBroker, free_port
 from topictag.bus.kafka import ensure_topics, group_lag, make_consumer, make_producer
 from topictag.ingest import PublishError, publish_records, record_to_message
 from topictag.settings import KafkaSettings, TaggerSettings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 
 pytestmark = pytest.mark.model
 
@@ -104,7 +104,7 @@ def test_broker_restart_clients_reconnect_and_nothing_is_dropped_silently(tmp_pa
             broker = EmbeddedBroker(port=port, log_file=tmp_path / "broker.log").start()
             # 2. The batch the tagger had in hand is stored, and its results are sent again
             # through a new producer until the restarted broker acknowledges them.
-            wait_until(lambda: store.count_tagged() == len(before), 180, "the in-flight batch stored")
+            wait_until(lambda: store.papers.count_tagged() == len(before), 180, "the in-flight batch stored")
             wait_until(lambda: tagger.batches and tagger.batches[0].tagged, 120, "the in-flight batch published")
 
             # 3. The producer's caller publishes again what was not acknowledged, then new papers.
@@ -114,22 +114,22 @@ def test_broker_restart_clients_reconnect_and_nothing_is_dropped_silently(tmp_pa
             # it to the start). Real Kafka keeps its offsets and needs no such care.
             producer = make_producer(kafka, **quick)
             send_one_per_partition(producer, kafka.papers_topic, after[:PARTITIONS])
-            wait_until(lambda: all(store.get_paper(p["arxiv_id"]) for p in after[:PARTITIONS]), 180,
+            wait_until(lambda: all(store.papers.get(p["arxiv_id"]) for p in after[:PARTITIONS]), 180,
                        "the tagger reading the restarted broker")
             report = publish_records(producer, kafka.papers_topic, during + after[PARTITIONS:])
-            wait_until(lambda: store.count_tagged() == len(papers), 180, "every paper tagged")
+            wait_until(lambda: store.papers.count_tagged() == len(papers), 180, "every paper tagged")
             ends = {tp: n for tp, n in report.end_offsets.items()}
             wait_until(lambda: group_lag(kafka, settings.tagger.group_id, ends) == 0, 60, "offsets committed")
             assert tagger.thread.is_alive()  # the same worker throughout: no restart, no operator
             retried = tagger.worker.publisher.failures
-        assert store.count_assignments() == len(papers)  # every paper once, none twice
+        assert store.papers.count_assignments() == len(papers)  # every paper once, none twice
 
         # The tagger's results reach papers.tagged on the restarted broker (through a new producer).
         consumer = make_consumer(kafka, f"check-{run}", kafka.tagged_topic)
         results = {json.loads(r.value)["arxiv_id"] for r in drain(consumer, len(papers), timeout=30)}
         consumer.close()
         assert {p["arxiv_id"] for p in papers} <= results
-        print(f"papers {len(papers)}, stored {store.count_tagged()}, duplicates 0, lost 0, "
+        print(f"papers {len(papers)}, stored {store.papers.count_tagged()}, duplicates 0, lost 0, "
               f"unacknowledged and reported {len(during)}, result sends retried {retried}")
     finally:
         producer.close(timeout=0)

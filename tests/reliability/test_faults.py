@@ -14,11 +14,11 @@ import uuid
 import pytest
 
 from tests.e2e.test_stream import Tagger, wait_until
-from tests.conftest import make_settings
+from tests.conftest import fresh_store, make_settings
 from topictag.bus.kafka import ensure_topics, group_lag, make_producer
 from topictag.ingest import publish_records
 from topictag.settings import StoreSettings, TaggerSettings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 
 pytestmark = pytest.mark.model
 
@@ -52,25 +52,25 @@ def test_tagger_killed_mid_batch_loses_and_duplicates_nothing(tmp_path, kafka, s
 
     first = tagger_process(settings, tmp_path / "tagger1.log")
     try:
-        wait_until(lambda: store.count_tagged() >= 8, 180, "a first committed batch")
+        wait_until(lambda: store.papers.count_tagged() >= 8, 180, "a first committed batch")
         time.sleep(1.0)  # into the next batch
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
-    killed_at = store.count_tagged()
+    killed_at = store.papers.count_tagged()
     assert killed_at < len(papers), "the tagger finished before it could be killed"
 
     second = tagger_process(settings, tmp_path / "tagger2.log")
     try:
-        wait_until(lambda: store.count_tagged() == len(papers), 240, "every paper tagged after the restart")
+        wait_until(lambda: store.papers.count_tagged() == len(papers), 240, "every paper tagged after the restart")
         wait_until(lambda: group_lag(kafka, settings.tagger.group_id, report.end_offsets) == 0, 60, "offsets committed")
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(60)
-    assert store.count_tagged() == len(papers)
-    assert store.count_assignments() == len(papers)  # no duplicate row from the replayed batch
+    assert store.papers.count_tagged() == len(papers)
+    assert store.papers.count_assignments() == len(papers)  # no duplicate row from the replayed batch
     store.close()
 
 
@@ -145,28 +145,24 @@ def test_store_outage_stops_commits_and_resumes(tmp_path, kafka, postgres_url, s
                               retry_backoff_s=0.2, retry_backoff_max_s=1.0),
     )
     ensure_topics(kafka)
-    store = open_store(url)
-    from sqlmodel import SQLModel
-
-    SQLModel.metadata.drop_all(store.engine)
-    store.create_schema()
+    store = fresh_store(url)
     checker = open_store(postgres_url)  # the test's own view, not through the proxy
     papers = sample_papers[600:632]
     producer = make_producer(kafka)
     first_half = publish_records(producer, kafka.papers_topic, papers[:8])
     try:
         with Tagger(settings, student_engine, store) as tagger:
-            wait_until(lambda: checker.count_tagged() == 8, 120, "the first batch")
+            wait_until(lambda: checker.papers.count_tagged() == 8, 120, "the first batch")
             proxy.cut()
             report = publish_records(producer, kafka.papers_topic, papers[8:])
             time.sleep(8)
             lag_during = group_lag(kafka, settings.tagger.group_id, _merge(first_half.end_offsets, report.end_offsets))
-            assert checker.count_tagged() == 8
+            assert checker.papers.count_tagged() == 8
             assert lag_during > 0  # nothing committed while the store is away
             proxy.restore()
-            wait_until(lambda: checker.count_tagged() == len(papers), 180, "the rest after the store returned")
+            wait_until(lambda: checker.papers.count_tagged() == len(papers), 180, "the rest after the store returned")
             wait_until(lambda: group_lag(kafka, settings.tagger.group_id, _merge(first_half.end_offsets, report.end_offsets)) == 0, 60, "offsets committed")
-        assert checker.count_assignments() == len(papers)
+        assert checker.papers.count_assignments() == len(papers)
     finally:
         producer.close()
         proxy.close()

@@ -30,7 +30,7 @@ from topictag.bus.embedded import free_port
 from topictag.bus.kafka import ensure_topics, group_lag, make_producer
 from topictag.ingest import publish_records
 from topictag.settings import LabelerSettings, TaggerSettings, TeacherSettings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 from topictag.teacher.openai import OpenAITeacher
 
 pytestmark = pytest.mark.model
@@ -108,7 +108,7 @@ def test_teacher_down_slow_garbage_then_back(tmp_path, kafka, student_engine, sa
 
     def parked_reasons() -> set[str]:
         far = datetime.now(timezone.utc) + timedelta(days=1)
-        return {p.reason.split(":", 1)[0] for p in store.due_parked(far, 100)}
+        return {p.reason.split(":", 1)[0] for p in store.parked.due(far, 100)}
 
     try:
         with Tagger(settings, student_engine, store), Labeler(settings, teacher, store):
@@ -120,20 +120,20 @@ def test_teacher_down_slow_garbage_then_back(tmp_path, kafka, student_engine, sa
                 report = publish_records(producer, settings.kafka.papers_topic, batch)
                 ends = {tp: max(ends.get(tp, 0), n) for tp, n in (ends | report.end_offsets).items()}
                 ids = {p["arxiv_id"] for p in batch}
-                wait_until(lambda: ids <= {p.arxiv_id for p in store.due_parked(
+                wait_until(lambda: ids <= {p.arxiv_id for p in store.parked.due(
                     datetime.now(timezone.utc) + timedelta(days=1), 100)}, 60, f"papers parked while {mode}")
                 reasons |= parked_reasons()
             # The labeler committed past every paper it could not label: it is not stuck.
             wait_until(lambda: group_lag(settings.kafka, settings.labeler.group_id, ends) == 0, 30, "labeler commits")
             # The tagger was not held up by the teacher: everything is tagged before it returns.
-            wait_until(lambda: store.count_tagged() == len(papers), 180, "every paper tagged")
-            assert store.count_teacher_labels() == 0 and store.count_parked() == len(papers)
+            wait_until(lambda: store.papers.count_tagged() == len(papers), 180, "every paper tagged")
+            assert store.teacher_labels.count() == 0 and store.parked.count() == len(papers)
 
             server.start("ok")  # the teacher is back: the parked papers are labelled
-            wait_until(lambda: store.count_parked() == 0, 90, "parked papers labelled")
+            wait_until(lambda: store.parked.count() == 0, 90, "parked papers labelled")
         ids = sorted(p["arxiv_id"] for p in papers)
-        assert store.count_teacher_labels() == len(papers)
-        assert store.labelled_ids(ids, teacher.model) == set(ids)  # every sampled paper, none lost
+        assert store.teacher_labels.count() == len(papers)
+        assert store.teacher_labels.labelled_ids(ids, teacher.model) == set(ids)  # every sampled paper, none lost
         published = read_labels_topic(settings.kafka, len(papers))
         assert sorted(key for key, _ in published) == ids  # once each on the labels topic
         assert {"unreachable", "timeout", "garbage"} <= {r.split(";")[0] for r in reasons}, reasons

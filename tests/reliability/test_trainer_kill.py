@@ -13,19 +13,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 
-import pandas as pd
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from tests.conftest import make_settings
 from tests.e2e.test_stream import wait_until
 from topictag.adapters.registry import AdapterRegistry, adapter_sha256
 from topictag.settings import DistillSettings, TeacherSettings, TrainerSettings
 from topictag.store.models import Lease, TeacherLabel, TrainingRun
-from topictag.store.repository import open_store
+from topictag.store import open_store
 from topictag.trainer.pipeline import LEASE, TrainingPipeline
 
 pytestmark = pytest.mark.model
@@ -48,8 +46,7 @@ class SharedEngine:
 
 
 def runs(store) -> list[TrainingRun]:
-    with Session(store.engine) as s:
-        return list(s.exec(select(TrainingRun)).all())
+    return store.training_runs.latest(1000)
 
 
 def lease_row(store) -> Lease | None:
@@ -68,7 +65,7 @@ def test_trainer_killed_mid_training_leaves_nothing_half_written(tmp_path, bundl
                              trainer=TrainerSettings(lease_s=LEASE_S, eval_fraction=0.25), distill=distill)
     store = open_store(settings.store_url)
     dev = teacher_labels.head(24)
-    store.save_teacher_labels([
+    store.teacher_labels.save([
         TeacherLabel(arxiv_id=f"dev-{r.row}", abstract=r.abstract, topic=r.teacher_topic,
                      teacher_model="llama-70b", labelled_at=datetime.now(timezone.utc))
         for r in dev.itertuples()

@@ -9,18 +9,16 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlmodel import Session, col, select
-
+from topictag.lifecycle import AdapterStatus
+from topictag.store import Store
+from topictag.store.engine import utcnow
 from topictag.store.models import AdapterVersion
-from topictag.store.repository import Store
 from topictag.student.engine import Adapter, lora_id_for
 
 log = logging.getLogger(__name__)
 
-CANDIDATE, PRODUCTION, REFUSED, RETIRED = "candidate", "production", "refused", "retired"
 # Files that define an adapter's behaviour; metrics.json and the like may be rewritten.
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -108,19 +106,16 @@ def decide_promotion(candidate: dict, incumbent: dict, *, min_rouge_gain: float,
     return Decision(True, f"better: {summary}")
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class AdapterRegistry:
+    """Registers adapter versions after checking their files, and moves production between
+    them: the files are verified before a promotion, and every change is announced."""
+
     def __init__(self, store: Store, announce: Callable[[dict], None] | None = None):
-        self.store = store
+        self.versions = store.adapters
         self.announce = announce
 
     def next_version(self) -> str:
-        with Session(self.store.engine) as s:
-            last = s.exec(select(AdapterVersion.id).order_by(col(AdapterVersion.id).desc())).first()
-        return f"v{(last or 0) + 1}"
+        return self.versions.next_version()
 
     def register(
         self,
@@ -133,7 +128,7 @@ class AdapterRegistry:
         label_snapshot: dict,
     ) -> AdapterVersion:
         check_adapter_files(path)
-        row = AdapterVersion(
+        row = self.versions.add(AdapterVersion(
             version=version,
             path=str(Path(path).resolve()),
             sha256=adapter_sha256(path),
@@ -141,30 +136,23 @@ class AdapterRegistry:
             metrics=json.dumps(metrics),
             training_config=json.dumps(training_config),
             label_snapshot=json.dumps(label_snapshot),
-            status=CANDIDATE,
-            created_at=_now(),
-        )
-        with Session(self.store.engine) as s:
-            s.add(row)
-            s.commit()
-            s.refresh(row)
+            status=AdapterStatus.CANDIDATE,
+            created_at=utcnow(),
+        ))
         log.info("registered adapter %s (%s)", row.version, row.path, extra={"adapter_version": row.version})
         return row
 
     def get(self, version: str) -> AdapterVersion | None:
-        with Session(self.store.engine) as s:
-            return s.exec(select(AdapterVersion).where(AdapterVersion.version == version)).first()
+        return self.versions.get(version)
 
     def list(self) -> list[AdapterVersion]:
-        with Session(self.store.engine) as s:
-            return list(s.exec(select(AdapterVersion).order_by(col(AdapterVersion.id))).all())
+        return self.versions.list()
 
     def production(self) -> AdapterVersion | None:
-        with Session(self.store.engine) as s:
-            return s.exec(select(AdapterVersion).where(AdapterVersion.status == PRODUCTION)).first()
+        return self.versions.production()
 
     def refuse(self, version: str, reason: str) -> AdapterVersion:
-        return self._set_status(version, REFUSED, reason)
+        return self.versions.set_status(version, AdapterStatus.REFUSED, reason)
 
     def promote(self, version: str, reason: str, base_model: str) -> AdapterVersion:
         """Make ``version`` the production adapter (after checking its files)."""
@@ -172,53 +160,21 @@ class AdapterRegistry:
         if row is None:
             raise AdapterRefused(f"no adapter version {version!r}")
         verify_adapter(row, base_model)
-        with Session(self.store.engine) as s:
-            for current in s.exec(select(AdapterVersion).where(AdapterVersion.status == PRODUCTION)).all():
-                current.status = RETIRED
-                s.add(current)
-            row = s.get(AdapterVersion, row.id)
-            row.status, row.reason, row.promoted_at = PRODUCTION, reason, _now()
-            s.add(row)
-            s.commit()
-            s.refresh(row)
+        row = self.versions.promote(version, reason)
         self._announce("promoted", row)
         return row
 
     def rollback(self, reason: str = "rolled back") -> AdapterVersion | None:
         """Retire production and restore the version promoted before it (or the base model)."""
-        with Session(self.store.engine) as s:
-            current = s.exec(select(AdapterVersion).where(AdapterVersion.status == PRODUCTION)).first()
-            if current is None:
-                raise AdapterRefused("nothing to roll back: the base model is in production")
-            previous = s.exec(
-                select(AdapterVersion)
-                .where(AdapterVersion.status == RETIRED, col(AdapterVersion.promoted_at).is_not(None))
-                .where(AdapterVersion.id != current.id)
-                .where(col(AdapterVersion.promoted_at) < current.promoted_at)
-                .order_by(col(AdapterVersion.promoted_at).desc())
-            ).first()
-            current.status, current.reason = RETIRED, reason
-            s.add(current)
-            if previous is not None:
-                previous.status, previous.reason = PRODUCTION, f"restored by rollback of {current.version}"
-                s.add(previous)
-            s.commit()
-            if previous is not None:
-                s.refresh(previous)
-        self._announce("rolled_back", previous)
-        return previous
-
-    def _set_status(self, version: str, status: str, reason: str) -> AdapterVersion:
-        with Session(self.store.engine) as s:
-            row = s.exec(select(AdapterVersion).where(AdapterVersion.version == version)).one()
-            row.status, row.reason = status, reason
-            s.add(row)
-            s.commit()
-            s.refresh(row)
-            return row
+        rolled = self.versions.roll_back(reason)
+        if rolled is None:
+            raise AdapterRefused("nothing to roll back: the base model is in production")
+        _, restored = rolled
+        self._announce("rolled_back", restored)
+        return restored
 
     def _announce(self, event: str, row: AdapterVersion | None) -> None:
         log.info("%s: production adapter is now %s", event, row.version if row else "the base model",
                  extra={"adapter_version": row.version if row else "base", "event": event})
         if self.announce:
-            self.announce({"event": event, "version": row.version if row else None, "at": _now().isoformat()})
+            self.announce({"event": event, "version": row.version if row else None, "at": utcnow().isoformat()})

@@ -159,7 +159,7 @@ def cast_adapter_weights(adapter_dir: Path, dtype: str) -> None:
 
 def score_adapter(engine: StudentEngine, adapter: Adapter, frame: pd.DataFrame) -> dict:
     """Tag ``frame``'s abstracts with ``adapter`` and score them against its teacher topics."""
-    from topictag.trainer.pipeline import score_engine
+    from topictag.evaluation import score_engine
 
     previous = engine.adapter
     engine.use_adapter(adapter)

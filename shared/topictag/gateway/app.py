@@ -30,7 +30,7 @@ from topictag.metrics import StoreCollector
 from topictag.topics.queries import SearchIndex
 from topictag.trainer.celery_app import create_celery
 from topictag.settings import Settings, get_settings
-from topictag.store.repository import Store, open_store
+from topictag.store import Store, open_store
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"

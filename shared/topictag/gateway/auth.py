@@ -5,17 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Security
 from fastapi.security import APIKeyHeader
-from sqlmodel import Session, select
-
 from topictag.gateway.deps import StoreDep
 from topictag.gateway.protocol import errors
-from topictag.store.models import ApiKey
-from topictag.store.repository import Store
+from topictag.store import Store
 
 _PREFIX = "tt_"
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A key from `topictag apikey create`.")
@@ -28,31 +24,19 @@ def _hash(key: str) -> str:
 def create_key(store: Store, name: str) -> str:
     """A new key named ``name``; the key itself is returned once and never stored."""
     key = _PREFIX + secrets.token_urlsafe(32)
-    with Session(store.engine) as s:
-        if s.exec(select(ApiKey).where(ApiKey.name == name)).first():
-            raise ValueError(f"an API key named {name!r} exists already")
-        s.add(ApiKey(name=name, key_hash=_hash(key), created_at=datetime.now(timezone.utc)))
-        s.commit()
+    store.api_keys.add(name, _hash(key))
     return key
 
 
 def revoke_key(store: Store, name: str) -> bool:
-    with Session(store.engine) as s:
-        row = s.exec(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at == None)).first()  # noqa: E711
-        if row is None:
-            return False
-        row.revoked_at = datetime.now(timezone.utc)
-        s.add(row)
-        s.commit()
-        return True
+    return store.api_keys.revoke(name)
 
 
 def key_owner(store: Store, key: str) -> str | None:
     digest = _hash(key)
-    with Session(store.engine) as s:
-        row = s.exec(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at == None)).first()  # noqa: E711
+    found = store.api_keys.active_owner(digest)
     # Compare digests in constant time even though the lookup was by digest.
-    return row.name if row is not None and hmac.compare_digest(row.key_hash, digest) else None
+    return found[0] if found is not None and hmac.compare_digest(found[1], digest) else None
 
 
 def require_api_key(store: StoreDep, key: Annotated[str | None, Security(_header)] = None) -> str:

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 
 from topictag.gateway.cache import ReadCache
 from topictag.settings import Settings
-from topictag.store.repository import Store
+from topictag.store import Store
 
 
 async def get_store(request: Request) -> Store:

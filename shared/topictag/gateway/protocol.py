@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-
+import re
+from datetime import date, datetime
 from typing import Annotated, Self
 
 from fastapi.exceptions import RequestValidationError
-import re
-
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from topictag.store.models import PaperRecord, TopicAssignment
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    # SQLite returns stored UTC stamps without a zone; say which zone they are in.
-    return ts.replace(tzinfo=timezone.utc) if ts is not None and ts.tzinfo is None else ts
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 
@@ -61,7 +51,7 @@ def invalid(location: str, name: str, message: str, value: object) -> RequestVal
 class TopicVersion(BaseModel):
     adapter_version: str = Field(examples=["v3"])
     topic: str = Field(examples=["Anomaly Detection in Industrial Time Series"])
-    tagged_at: UtcDatetime
+    tagged_at: datetime
 
 
 class PaperSummary(BaseModel):
@@ -71,7 +61,7 @@ class PaperSummary(BaseModel):
     published: date | None
     topic: str | None = Field(examples=["Efficient Vision-Language Models"])
     adapter_version: str | None = Field(examples=["base"])
-    tagged_at: UtcDatetime | None
+    tagged_at: datetime | None
 
     @classmethod
     def of(cls, p: PaperRecord, **extra) -> Self:

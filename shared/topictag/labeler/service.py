@@ -10,7 +10,7 @@ from topictag.bus.kafka import ensure_topics, make_consumer, make_producer, wait
 from topictag.labeler.sampling import create_policy, labeler_topic
 from topictag.labeler.worker import LabelerWorker
 from topictag.settings import Settings
-from topictag.store.repository import open_store
+from topictag.store import open_store
 from topictag.teacher import create_teacher
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from topictag.labeler.sampling import SamplingPolicy
 from topictag.schemas import InvalidPaper, Paper, TagResult, decode_paper
 from topictag.settings import Settings
 from topictag.store.models import TeacherLabel
-from topictag.store.repository import Store
+from topictag.store import Store
 from topictag.store.retry import with_store_retries
 from topictag.teacher import Failure, Teacher
 
@@ -103,7 +103,7 @@ class LabelerWorker:
             papers = self._sampled_new(records, outcome)
         metrics.LABELER_INVALID.inc(outcome.invalid)
         # A replayed batch must not pay the teacher twice.
-        done = self.store.labelled_ids(list(papers), self.teacher.model)
+        done = self.store.teacher_labels.labelled_ids(list(papers), self.teacher.model)
         todo = [p for i, p in papers.items() if i not in done]
         outcome.sampled = len(todo)
         metrics.PAPERS_SAMPLED.inc(len(todo))
@@ -148,7 +148,7 @@ class LabelerWorker:
                 continue
             if self.policy.wants(result.arxiv_id, result.confidence):
                 wanted.append(result.arxiv_id)
-        papers = {p.arxiv_id: p for p in self.store.papers_to_label(wanted)}
+        papers = {p.arxiv_id: p for p in self.store.papers.to_label(wanted)}
         missing = [i for i in wanted if i not in papers]
         if missing:  # only if papers were deleted after tagging; nothing to send the teacher
             log.warning("%d sampled papers are not in the store: %s", len(missing), ", ".join(missing[:5]))
@@ -157,7 +157,7 @@ class LabelerWorker:
     def retry_parked(self, limit: int = 256) -> LabelOutcome:
         """Offer parked papers whose back-off has passed to the teacher again."""
         outcome = LabelOutcome()
-        due = self.store.due_parked(datetime.now(timezone.utc), limit)
+        due = self.store.parked.due(datetime.now(timezone.utc), limit)
         if due:
             papers = [Paper.model_validate_json(p.payload) for p in due]
             self._label(papers, outcome, attempts={p.arxiv_id: p.attempts for p in due})
@@ -178,7 +178,7 @@ class LabelerWorker:
             if isinstance(answer, Failure):
                 tries = attempts.get(paper.arxiv_id, 0) + 1
                 retry_at = now + park_backoff(self.settings.labeler.parked_retry_s, tries)
-                self.store.park(paper, answer.reason, retry_at, attempts=tries)
+                self.store.parked.park(paper, answer.reason, retry_at, attempts=tries)
                 metrics.PAPERS_PARKED.inc()
                 log.debug("parked %s (attempt %d): %s", paper.arxiv_id, tries, answer.reason,
                           extra={"arxiv_id": paper.arxiv_id, "attempts": tries, "retry_at": retry_at.isoformat()})
@@ -190,9 +190,9 @@ class LabelerWorker:
                 continue
             labels.append(TeacherLabel(arxiv_id=paper.arxiv_id, abstract=paper.abstract, title=paper.title,
                                        topic=answer, teacher_model=self.teacher.model, labelled_at=now))
-        self.store.save_teacher_labels(labels)
+        self.store.teacher_labels.save(labels)
         # Also covers a fresh copy of a parked paper (a replay after a crash): it is settled now.
-        self.store.unpark(resolved)
+        self.store.parked.unpark(resolved)
         messages = [Message(self.settings.kafka.labels_topic, label_message(label), key=label.arxiv_id) for label in labels]
         if not self.publisher.publish(messages, self.stopping):
             return False

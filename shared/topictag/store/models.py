@@ -3,17 +3,31 @@ adapter version gave a paper."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from topictag.schemas import Paper
+from topictag.lifecycle import AdapterStatus
+
+
+class UTCDateTime(TypeDecorator):
+    """A UTC timestamp on both dialects: stored in UTC, read back timezone-aware (SQLite
+    keeps no zone, so its rows would otherwise come back naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _ts(**kw) -> Field:
-    # Timezone-aware timestamps on PostgreSQL; SQLite stores them as text either way.
-    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+    return Field(sa_column=Column(UTCDateTime(), **kw))
 
 
 class PaperRecord(SQLModel, table=True):
@@ -34,11 +48,6 @@ class PaperRecord(SQLModel, table=True):
     model: str | None = None
     tagged_at: datetime | None = _ts(nullable=True)
     ingested_at: datetime = _ts(nullable=False)
-
-    def as_paper(self) -> Paper:
-        """The paper as it travels on the bus (to tag it again, or to ask the teacher)."""
-        return Paper(arxiv_id=self.arxiv_id, title=self.title, abstract=self.abstract,
-                     categories=self.categories.split(), published=self.published)
 
 
 class TopicAssignment(SQLModel, table=True):
@@ -97,7 +106,7 @@ class AdapterVersion(SQLModel, table=True):
     training_config: str = Field("{}", description="JSON")
     label_snapshot: str = Field("{}", description="JSON: labels used (count, last label id, eval ids hash).")
     metrics: str = Field("{}", description="JSON: scores on the frozen evaluation split.")
-    status: str = Field("candidate", index=True, description="candidate, production, refused or retired.")
+    status: str = Field(AdapterStatus.CANDIDATE, index=True, description="An AdapterStatus: candidate, production, refused or retired.")
     reason: str = Field("", description="Why it was promoted or refused.")
     created_at: datetime = _ts(nullable=False)
     promoted_at: datetime | None = _ts(nullable=True)
@@ -110,7 +119,7 @@ class TrainingRun(SQLModel, table=True):
 
     id: int | None = Field(None, primary_key=True)
     request_id: str = Field(unique=True, max_length=100)
-    status: str = Field(index=True, description="running, promoted, refused, skipped or failed.")
+    status: str = Field(index=True, description="A TrainingStatus: running, promoted, refused, skipped or failed.")
     version: str | None = Field(None, max_length=32)
     detail: str = ""
     n_train: int = 0

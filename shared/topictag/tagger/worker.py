@@ -26,7 +26,7 @@ from topictag.bus.dead_letter import dead_letter_message
 from topictag.bus.publish import Message, ReliablePublisher
 from topictag.schemas import InvalidPaper, Paper, TagResult, decode_paper
 from topictag.settings import Settings
-from topictag.store.repository import Store
+from topictag.store import Store
 from topictag.store.retry import with_store_retries
 from topictag.topics.index import TopicIndex
 from topictag.student.engine import StudentEngine
@@ -157,7 +157,7 @@ class TaggerWorker:
         """Write to the store, backing off while it is unavailable. False if asked to stop."""
 
         def save() -> bool:
-            self.store.save_tagged(tagged)
+            self.store.papers.save_tagged(tagged)
             if self.topic_index:
                 self.topic_index.add(tagged)
             return True

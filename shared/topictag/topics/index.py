@@ -12,16 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
 
 from topictag.embeddings import embed
 from topictag.schemas import Paper, TagResult
-from topictag.store.models import PaperEmbedding, TopicCluster, TopicText
-from topictag.store.repository import Store
+from topictag.store import Store
+from topictag.store.topics import ClusterState, TopicConflict
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +46,10 @@ class TopicIndex:
         self._loaded = False
 
     def _load(self) -> None:
-        with Session(self.store.engine) as s:
-            rows = s.exec(select(TopicCluster).order_by(TopicCluster.id)).all()
-        self._ids = [r.id for r in rows]
-        self._sizes = [r.topics for r in rows]
-        self._centroids = np.stack([from_blob(r.centroid) for r in rows]) if rows else np.zeros((0, 384), np.float32)
+        clusters = self.store.topics.clusters()
+        self._ids = [c.id for c in clusters]
+        self._sizes = [c.topics for c in clusters]
+        self._centroids = np.stack([from_blob(c.centroid) for c in clusters]) if clusters else np.zeros((0, 384), np.float32)
         self._loaded = True
 
     def add(self, tagged: Sequence[tuple[Paper, TagResult]]) -> None:
@@ -63,42 +59,46 @@ class TopicIndex:
         with self._lock:
             if not self._loaded:
                 self._load()
-            self._cluster_new_topics({r.topic for _, r in tagged})
+            for _ in range(3):
+                try:
+                    self._cluster_new_topics({r.topic for _, r in tagged})
+                    break
+                except TopicConflict:
+                    # Another tagger clustered some of these texts first: theirs stand. Read
+                    # its clusters and place the texts still new.
+                    self._load()
+            else:
+                log.warning("topic texts left unclustered after 3 conflicts; `topictag reindex` places them")
             vectors = embed([paper_text(p.title, r.topic) for p, r in tagged])
-            rows = {p.arxiv_id: to_blob(v) for (p, _), v in zip(tagged, vectors)}
-            self.store.upsert(PaperEmbedding.__table__, ["arxiv_id"], [{"arxiv_id": k, "vector": v} for k, v in rows.items()])
+            self.store.topics.save_embeddings({p.arxiv_id: to_blob(v) for (p, _), v in zip(tagged, vectors)})
 
     def _cluster_new_topics(self, topics: set[str]) -> None:
-        with Session(self.store.engine) as s:
-            known = set(s.exec(select(TopicText.topic).where(TopicText.topic.in_(topics))).all())
-        new = sorted(topics - known)
+        """Each new text joins the nearest cluster, or starts one; the index's state changes
+        only once the store has taken the change."""
+        new = sorted(topics - self.store.topics.known_texts(sorted(topics)))
         if not new:
             return
-        vectors = embed(new)
-        now = datetime.now(timezone.utc)
-        with Session(self.store.engine) as s:
-            for topic, v in zip(new, vectors):
-                sims = self._centroids @ v if len(self._ids) else np.array([])
-                best = int(np.argmax(sims)) if sims.size else -1
-                if best >= 0 and sims[best] >= self.threshold:
-                    cluster = s.get(TopicCluster, self._ids[best])
-                    n = self._sizes[best]
-                    centroid = (self._centroids[best] * n + v) / (n + 1)
-                    centroid /= np.linalg.norm(centroid)
-                    cluster.centroid, cluster.topics = to_blob(centroid), n + 1
-                    self._centroids[best], self._sizes[best] = centroid, n + 1
-                else:
-                    cluster = TopicCluster(label=topic, centroid=to_blob(v), topics=1, created_at=now)
-                    s.add(cluster)
-                    s.flush()
-                    self._ids.append(cluster.id)
-                    self._sizes.append(1)
-                    self._centroids = np.vstack([self._centroids, v[None, :]])
-                s.add(cluster)
-                s.add(TopicText(topic=topic, cluster_id=cluster.id))
-            try:
-                s.commit()
-            except IntegrityError:
-                # Another tagger clustered some of these texts first: theirs stands; reload.
-                s.rollback()
-                self._load()
+        ids: list[int | None] = list(self._ids)
+        sizes, centroids = list(self._sizes), self._centroids.copy()
+        labels: dict[int, str] = {}
+        joined: list[tuple[str, int]] = []  # (text, position in ids)
+        for topic, v in zip(new, embed(new)):
+            sims = centroids @ v if len(ids) else np.array([])
+            best = int(np.argmax(sims)) if sims.size else -1
+            if best >= 0 and sims[best] >= self.threshold:
+                n = sizes[best]
+                centroid = (centroids[best] * n + v) / (n + 1)
+                centroids[best], sizes[best] = centroid / np.linalg.norm(centroid), n + 1
+                joined.append((topic, best))
+            else:
+                ids.append(None)
+                sizes.append(1)
+                centroids = np.vstack([centroids, v[None, :]])
+                labels[len(ids) - 1] = topic
+                joined.append((topic, len(ids) - 1))
+        changed = sorted({position for _, position in joined})
+        states = [ClusterState(ids[p], labels.get(p, ""), to_blob(centroids[p]), sizes[p]) for p in changed]
+        saved = self.store.topics.save_clusters(states, [(topic, changed.index(p)) for topic, p in joined])
+        for position, cluster_id in zip(changed, saved):
+            ids[position] = cluster_id
+        self._ids, self._sizes, self._centroids = ids, sizes, centroids

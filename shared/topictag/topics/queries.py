@@ -9,13 +9,11 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func
-from sqlmodel import Session, col, select
 
 from topictag.embeddings import embed
 from topictag.hardware import cpu_bf16
-from topictag.store.models import PaperEmbedding, PaperRecord, TopicCluster, TopicText
-from topictag.store.repository import Store
+from topictag.store import Store
+from topictag.store.models import PaperRecord
 
 
 @dataclass(frozen=True)
@@ -28,16 +26,7 @@ class ClusterSummary:
 
 def _cluster_counts(store: Store, cluster_ids: list[int] | None = None) -> pd.DataFrame:
     """Papers per (cluster, topic text)."""
-    query = (
-        select(TopicText.cluster_id, PaperRecord.topic, func.count().label("papers"))
-        .join(TopicText, TopicText.topic == PaperRecord.topic)
-        .group_by(TopicText.cluster_id, PaperRecord.topic)
-    )
-    if cluster_ids is not None:
-        query = query.where(col(TopicText.cluster_id).in_(cluster_ids))
-    with Session(store.engine) as s:
-        rows = s.exec(query).all()
-    return pd.DataFrame(rows, columns=["cluster_id", "topic", "papers"])
+    return pd.DataFrame(store.topics.cluster_topic_counts(cluster_ids), columns=["cluster_id", "topic", "papers"])
 
 
 def _summaries(counts: pd.DataFrame, top_topics: int) -> list[ClusterSummary]:
@@ -55,9 +44,8 @@ def clusters(store: Store, limit: int = 50, offset: int = 0, top_topics: int = 5
 
 
 def cluster(store: Store, cluster_id: int) -> ClusterSummary | None:
-    with Session(store.engine) as s:
-        if s.get(TopicCluster, cluster_id) is None:
-            return None
+    if not store.topics.cluster_exists(cluster_id):
+        return None
     found = _summaries(_cluster_counts(store, [cluster_id]), top_topics=100)
     return found[0] if found else ClusterSummary(cluster_id, "", 0, [])
 
@@ -65,16 +53,10 @@ def cluster(store: Store, cluster_id: int) -> ClusterSummary | None:
 def trends(store: Store, weeks: int = 12, limit: int = 10, today: date | None = None) -> dict:
     """Papers per cluster per week (by publication day) over the last ``weeks`` weeks of
     data, and the clusters rising fastest (last third of the window vs the rest)."""
-    with Session(store.engine) as s:
-        last = today or s.exec(select(func.max(PaperRecord.published))).one()
-        if last is None:
-            return {"weeks": [], "series": [], "rising": []}
-        start = last - timedelta(weeks=weeks)
-        rows = s.exec(
-            select(PaperRecord.published, TopicText.cluster_id)
-            .join(TopicText, TopicText.topic == PaperRecord.topic)
-            .where(col(PaperRecord.published) > start, col(PaperRecord.published) <= last)
-        ).all()
+    last = today or store.topics.newest_published()
+    if last is None:
+        return {"weeks": [], "series": [], "rising": []}
+    rows = store.topics.clusters_published(last - timedelta(weeks=weeks), last)
     frame = pd.DataFrame(rows, columns=["published", "cluster_id"])
     if frame.empty:
         return {"weeks": [], "series": [], "rising": []}
@@ -125,23 +107,15 @@ class SearchIndex:
         self._skipped = 0
         self._batcher = Batcher(self._search_batch)
 
-    def _current_signature(self) -> tuple:
-        # A re-tag rewrites a vector without adding one, but it moves the newest tagged_at.
-        with Session(self.store.engine) as s:
-            count = s.exec(select(func.count()).select_from(PaperEmbedding)).one()
-            newest = s.exec(select(func.max(PaperRecord.tagged_at))).one()
-        return count, newest
-
     def _reload(self) -> None:
         try:
-            signature = self._current_signature()
+            signature = self.store.topics.embeddings_signature()
             if signature == self._signature and self._skipped < self.full_reload_every:
                 self._skipped += 1
                 with self._lock:
                     self._loaded_at = time.monotonic()
                 return
-            with Session(self.store.engine) as s:
-                rows = s.exec(select(PaperEmbedding.arxiv_id, PaperEmbedding.vector)).all()
+            rows = self.store.topics.embeddings()
             ids = [r[0] for r in rows]
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows else np.zeros((0, 384), np.float32)
             coarse = None
@@ -198,7 +172,7 @@ class SearchIndex:
                 top = np.argsort(-row_scores)
             papers_at = top if candidates is None else candidates[row][top]
             ranked.append([(ids[i], float(row_scores[j])) for i, j in zip(papers_at, top)])
-        papers = self.store.papers_by_id(list({arxiv_id for hits in ranked for arxiv_id, _ in hits}))
+        papers = self.store.papers.summaries(list({arxiv_id for hits in ranked for arxiv_id, _ in hits}))
         # A paper deleted since the index was read is left out.
         return [[(papers[a], score) for a, score in hits if a in papers] for hits in ranked]
 

@@ -6,15 +6,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlmodel import Session, col, select
 
 from topictag.adapters.events import ModelEventPublisher
 from topictag.adapters.registry import AdapterRegistry
 from topictag.adapters.shipped import seed_shipped_adapter
 from topictag.bus.kafka import make_producer
 from topictag.settings import Settings
-from topictag.store.models import PaperRecord
-from topictag.store.repository import open_store
+from topictag.store import open_store
 from topictag.trainer.pipeline import TrainingPipeline
 
 
@@ -43,17 +41,9 @@ def retag_older_papers(settings: Settings, limit: int | None = None) -> int:
     ``trainer.retag_rate`` papers/s; the taggers re-tag them with the production adapter."""
     store = open_store(settings.store_url)
     try:
-        production = AdapterRegistry(store).production()
+        production = store.adapters.production()
         current = production.version if production else "base"
-        query = (
-            select(PaperRecord)
-            .where(col(PaperRecord.adapter_version).is_not(None), PaperRecord.adapter_version != current)
-            .order_by(col(PaperRecord.published).desc(), col(PaperRecord.arxiv_id).desc())
-        )
-        if limit:
-            query = query.limit(limit)
-        with Session(store.engine) as s:
-            papers = [p.as_paper() for p in s.exec(query).all()]
+        papers = store.papers.tagged_by_other_than(current, limit)
     finally:
         store.close()
     producer = make_producer(settings.kafka)

@@ -4,18 +4,17 @@ Each action runs the same code as the CLI."""
 from __future__ import annotations
 
 import json
-
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
-from sqlmodel import Session, col, select
 
 from topictag.adapters.registry import AdapterRefused
 from topictag.gateway.auth import AUTH_ERRORS, ApiKeyDep
 from topictag.gateway.deps import SettingsDep, StoreDep
-from topictag.gateway.protocol import UtcDatetime, errors
-from topictag.store.models import AdapterVersion, TrainingRun
+from topictag.gateway.protocol import datetime, errors
+from topictag.lifecycle import AdapterStatus
+from topictag.store.models import AdapterVersion
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -28,8 +27,8 @@ class AdapterOut(BaseModel):
     training_config: dict
     label_snapshot: dict
     reason: str
-    created_at: UtcDatetime
-    promoted_at: UtcDatetime | None
+    created_at: datetime
+    promoted_at: datetime | None
 
     @classmethod
     def of(cls, row: AdapterVersion) -> "AdapterOut":
@@ -53,8 +52,8 @@ class TrainingOut(BaseModel):
     detail: str
     n_train: int
     n_eval: int
-    started_at: UtcDatetime
-    finished_at: UtcDatetime | None
+    started_at: datetime
+    finished_at: datetime | None
 
 
 class Queued(BaseModel):
@@ -70,16 +69,14 @@ def _registry(request: Request):
 def list_models(request: Request) -> ModelsOut:
     """Every adapter version, oldest first, with its scores and status."""
     rows = _registry(request).list()
-    production = next((r.version for r in rows if r.status == "production"), None)
+    production = next((r.version for r in rows if r.status == AdapterStatus.PRODUCTION), None)
     return ModelsOut(production=production, adapters=[AdapterOut.of(r) for r in rows])
 
 
 @router.get("/trainings", response_model=list[TrainingOut])
 def list_trainings(store: StoreDep) -> list[TrainingOut]:
     """Training runs, newest first."""
-    with Session(store.engine) as s:
-        rows = s.exec(select(TrainingRun).order_by(col(TrainingRun.id).desc()).limit(100)).all()
-    return [TrainingOut.model_validate(r, from_attributes=True) for r in rows]
+    return [TrainingOut.model_validate(r, from_attributes=True) for r in store.training_runs.latest(100)]
 
 
 @router.post(

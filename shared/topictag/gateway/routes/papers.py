@@ -9,7 +9,7 @@ from topictag.gateway.protocol import (
     ARXIV_ID, INT32_MAX, NO_NUL, Day, PaperDetail, PaperPageOut, PaperSummary, errors, invalid,
 )
 from topictag.settings import Settings
-from topictag.store.repository import InvalidCursor
+from topictag.store import InvalidCursor
 
 
 def router(settings: Settings) -> APIRouter:
@@ -26,7 +26,7 @@ def get_paper(
     arxiv_id: Annotated[str, Path(max_length=64, pattern=ARXIV_ID, examples=["2503.11794"])], store: StoreDep
 ) -> PaperDetail:
     """One paper with its current topic and the topic every adapter version gave it."""
-    found = store.get_paper(arxiv_id)
+    found = store.papers.get(arxiv_id)
     if found is None:
         raise HTTPException(404, f"no paper with arxiv_id {arxiv_id!r}")
     return PaperDetail.of_history(*found)
@@ -66,7 +66,7 @@ def _list_papers(page_max: int):
         )
 
         def run() -> PaperPageOut:
-            page = store.list_papers(**query)
+            page = store.papers.list_tagged(**query)
             return PaperPageOut(items=[PaperSummary.of(p) for p in page.items], next_cursor=page.next_cursor)
 
         try:

@@ -2,11 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import func
-from sqlmodel import Session, select
 
+from topictag.evaluation import score
 from topictag.gateway.deps import SettingsDep, StoreDep
-from topictag.store.models import PaperRecord, TeacherLabel
 
 router = APIRouter(prefix="/v1/stats", tags=["ops"])
 
@@ -14,7 +12,7 @@ router = APIRouter(prefix="/v1/stats", tags=["ops"])
 class Agreement(BaseModel):
     adapter_version: str
     papers: int = Field(description="Sampled papers this version tagged that have a teacher label.")
-    rouge1_f: float = Field(description="Mean unigram F1 between the student's and the teacher's topic, in %.")
+    rouge1_f: float = Field(description="ROUGE-1 F between the student's and the teacher's topics (as training scores it), in %.")
 
 
 class LagOut(BaseModel):
@@ -29,15 +27,6 @@ class StatsOut(BaseModel):
     lag: list[LagOut]
 
 
-def unigram_f1(a: str, b: str) -> float:
-    x, y = set(a.lower().split()), set(b.lower().split())
-    common = len(x & y)
-    if not common:
-        return 0.0
-    p, r = common / len(x), common / len(y)
-    return 2 * p * r / (p + r)
-
-
 def _lag(settings) -> list[LagOut]:
     from topictag.status import consumer_lags
 
@@ -49,19 +38,13 @@ def _lag(settings) -> list[LagOut]:
 @router.get("", response_model=StatsOut)
 def stats(store: StoreDep, settings: SettingsDep) -> StatsOut:
     """Counts, teacher-student agreement per adapter version, and consumer lag."""
-    with Session(store.engine) as s:
-        tagged = s.exec(select(func.count()).select_from(PaperRecord).where(PaperRecord.topic != None)).one()  # noqa: E711
-        labels = s.exec(select(func.count()).select_from(TeacherLabel)).one()
-        pairs = s.exec(
-            select(PaperRecord.adapter_version, PaperRecord.topic, TeacherLabel.topic)
-            .join(TeacherLabel, TeacherLabel.arxiv_id == PaperRecord.arxiv_id)
-            .where(PaperRecord.topic != None)  # noqa: E711
-        ).all()
-    by_version: dict[str, list[float]] = {}
-    for version, student, teacher in pairs:
-        by_version.setdefault(version or "base", []).append(unigram_f1(student, teacher))
+    tagged, labels = store.papers.count_tagged(), store.teacher_labels.count()
+    by_version: dict[str, list[tuple[str, str]]] = {}
+    for version, student, teacher in store.papers.student_and_teacher_topics():
+        by_version.setdefault(version or "base", []).append((student, teacher))
     agreement = [
-        Agreement(adapter_version=v, papers=len(xs), rouge1_f=round(100 * sum(xs) / len(xs), 2))
-        for v, xs in sorted(by_version.items())
+        Agreement(adapter_version=v, papers=len(pairs),
+                  rouge1_f=score(*zip(*pairs), embeddings=False)["rouge1_f"])
+        for v, pairs in sorted(by_version.items())
     ]
     return StatsOut(papers_tagged=tagged, teacher_labels=labels, agreement=agreement, lag=_lag(settings))

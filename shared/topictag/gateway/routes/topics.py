@@ -57,7 +57,7 @@ def topic_counts(
     """Topic texts by number of papers, most common first."""
     return cache.get(
         ("topic_counts", limit, offset),
-        lambda: TopicCountsOut(items=[TopicCount(topic=t, papers=n) for t, n in store.topic_counts(limit, offset)]),
+        lambda: TopicCountsOut(items=[TopicCount(topic=t, papers=n) for t, n in store.papers.topic_counts(limit, offset)]),
     )
 
 

@@ -28,7 +28,8 @@ from bench.common import bar_chart, dev_split, write
 from topictag.evaluation import readability, score
 from topictag.schemas import Paper
 from topictag.settings import get_settings
-from topictag.student.engine import Adapter, create_engine
+from topictag.student.engine import Adapter
+from topictag.student.factory import create_engine
 
 
 def main() -> None:

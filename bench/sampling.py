@@ -30,7 +30,8 @@ from bench.common import RESULTS, dev_split, write
 from topictag.labeler.sampling import ConfidenceSampler
 from topictag.schemas import Paper
 from topictag.settings import get_settings
-from topictag.student.engine import Adapter, create_engine
+from topictag.student.engine import Adapter
+from topictag.student.factory import create_engine
 
 
 def confidences(pool: pd.DataFrame, scorer_adapter: Path | None) -> list[float]:

@@ -127,7 +127,7 @@ def store(request, tmp_path) -> Store:
 @pytest.fixture(scope="session")
 def student_engine(tmp_path_factory):
     """The real student on vLLM, started once for the whole session."""
-    from topictag.student.engine import create_engine
+    from topictag.student.factory import create_engine
 
     settings = Settings()
     engine = create_engine(settings)

@@ -254,7 +254,8 @@ def eval_(
     """Tag every abstract in DATA with the student and score it against the teacher."""
     from topictag.evaluation import readability, score, tag_frame
     from topictag.files import read_labels
-    from topictag.student.engine import Adapter, create_engine
+    from topictag.student.engine import Adapter
+    from topictag.student.factory import create_engine
 
     setup_logging("eval", level="WARNING")
     labels = read_labels(data)

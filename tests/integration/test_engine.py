@@ -36,7 +36,7 @@ def test_overlong_abstract_is_cut_to_fit_the_context(student_engine, sample_pape
 
 
 def test_transformers_engine_agrees_in_form_and_confidence(student_engine, sample_papers):
-    from topictag.student.engine import create_engine
+    from topictag.student.factory import create_engine
 
     engine = create_engine(Settings(student=StudentSettings(engine="transformers")))
     assert type(engine).__name__ == "TransformersEngine"

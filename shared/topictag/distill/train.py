@@ -202,7 +202,7 @@ def distill(
         sha = adapter_sha256(adapter_dir)
         metrics: dict = {}
         if eval is not None and len(eval):
-            from topictag.student.engine import create_engine
+            from topictag.student.factory import create_engine
 
             candidate = Adapter(f"candidate-{sha[:12]}", adapter_dir, lora_id=lora_id_for(sha))
             if engine is not None:

@@ -7,8 +7,6 @@ adapters per request) and plain transformers (when vLLM is not installed).
 from __future__ import annotations
 
 import abc
-import importlib.util
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,28 +134,3 @@ class StudentEngine(abc.ABC):
 
     def close(self) -> None:
         """Release the engine's processes and memory."""
-
-
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
-
-
-def create_engine(settings: Settings, model_path: str | None = None) -> StudentEngine:
-    """The configured engine over the configured (or given) student model."""
-    from topictag.student.model_files import student_model_path
-
-    path = model_path or student_model_path(settings)
-    kind = settings.student.engine
-    if kind == "auto":
-        kind = "vllm" if vllm_available() else "transformers"
-    started = time.monotonic()
-    if kind == "vllm":
-        from topictag.student.vllm_engine import VllmEngine
-
-        engine: StudentEngine = VllmEngine(settings, path)
-    else:
-        from topictag.student.hf_engine import TransformersEngine
-
-        engine = TransformersEngine(settings, path)
-    engine.startup_s = time.monotonic() - started
-    return engine

@@ -13,7 +13,7 @@ from topictag.adapters.shipped import seed_shipped_adapter
 from topictag.bus.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from topictag.settings import Settings
 from topictag.store import open_store
-from topictag.student.engine import create_engine
+from topictag.student.factory import create_engine
 from topictag.tagger.worker import TaggerWorker
 from topictag.topics.index import TopicIndex
 

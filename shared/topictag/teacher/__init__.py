@@ -4,32 +4,10 @@ chat endpoint, e.g. `vllm serve meta-llama/Meta-Llama-3-70B-Instruct`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
-
-from topictag.schemas import Paper
 from topictag.settings import Settings
+from topictag.teacher.base import Answer, Failure, Teacher
 
-
-@dataclass(frozen=True)
-class Failure:
-    """The teacher could not answer for this paper now (outage, timeout, garbage)."""
-
-    reason: str
-
-
-# What a teacher says about one paper: a topic, None (it has no label for it and never
-# will: the paper is skipped), or a Failure (try again later).
-Answer = str | None | Failure
-
-
-class Teacher(Protocol):
-    model: str
-
-    def label(self, papers: Sequence[Paper]) -> list[Answer]: ...
-
-    def close(self) -> None: ...
+__all__ = ["Answer", "Failure", "Teacher", "create_teacher"]
 
 
 def create_teacher(settings: Settings) -> Teacher:

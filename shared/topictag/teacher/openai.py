@@ -17,7 +17,7 @@ from topictag.schemas import Paper
 from topictag.settings import TeacherSettings
 from topictag.student.normalise import UNCLASSIFIED, normalise_topic
 from topictag.student.prompt import SYSTEM, user_message
-from topictag.teacher import Answer, Failure
+from topictag.teacher.base import Answer, Failure
 
 log = logging.getLogger(__name__)
 

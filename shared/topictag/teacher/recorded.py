@@ -10,7 +10,7 @@ import pandas as pd
 from topictag import metrics
 from topictag.files import read_labels
 from topictag.schemas import Paper
-from topictag.teacher import Answer
+from topictag.teacher.base import Answer
 
 
 def abstract_key(text: str) -> str:

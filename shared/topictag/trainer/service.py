@@ -17,7 +17,7 @@ from topictag.trainer.pipeline import TrainingPipeline
 
 
 def _eval_engine(settings: Settings):
-    from topictag.student.engine import create_engine
+    from topictag.student.factory import create_engine
 
     student = settings.student.model_copy(update={"engine": settings.trainer.eval_engine})
     return create_engine(settings.model_copy(update={"student": student}))

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -119,7 +119,7 @@ class Demo:
         return env
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen:
-        log_file = open(self.log_dir / f"{name}.log", "ab")
+        log_file = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child writes to it until stop())
         proc = subprocess.Popen(
             [sys.executable, "-m", "topictag", *args],
             env=self.child_env(),
@@ -204,7 +204,7 @@ class Demo:
     def stream(self, exit_when_done: bool) -> tuple[Progress, float]:
         kafka = self.settings.kafka
         progress = Progress()
-        since = datetime.now(timezone.utc)
+        since = datetime.now(UTC)
         rows = list(iter_paper_records(self.papers, self.limit))
         if self.loop:
             # The recorded teacher knows only the abstracts in its labels file: stream those
@@ -284,7 +284,7 @@ class Demo:
             return all(client.get(f"/v1/papers/{i}").status_code == 200 for i in sorted(progress.ids))
 
     def stop(self) -> None:
-        for name, proc in reversed(self.children):
+        for _name, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for name, proc in reversed(self.children):

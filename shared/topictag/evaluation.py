@@ -71,9 +71,7 @@ def score(predictions: Sequence[str], references: Sequence[str], *, embeddings: 
 # A topic is a noun phrase. These words make it a sentence or a reply: finite forms of
 # "be"/"have", modal verbs, pronouns, and the words of a summary ("This paper ...").
 _SENTENCE_WORDS = frozenset(
-    "is are was were am be been being has have had do does did can could will would shall should may might must "
-    "i we you he she they it our your their my this these those here there paper papers abstract summary "
-    "article author authors".split()
+    ["is", "are", "was", "were", "am", "be", "been", "being", "has", "have", "had", "do", "does", "did", "can", "could", "will", "would", "shall", "should", "may", "might", "must", "i", "we", "you", "he", "she", "they", "it", "our", "your", "their", "my", "this", "these", "those", "here", "there", "paper", "papers", "abstract", "summary", "article", "author", "authors"]
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -152,7 +152,7 @@ class TagResult(BaseModel):
         description="Mean log-probability of the student's tokens for this topic (0 is certain, lower is less "
         "sure); null where the student was not asked (an abstract with nothing to tag).",
     )
-    tagged_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    tagged_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()

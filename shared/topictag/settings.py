@@ -14,7 +14,6 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # The repository's data/ folder, found from this file in a checkout (shared/topictag/settings.py);
 # an installed package (the images) sets TOPICTAG_BUNDLE_DIR instead.
 _CHECKOUT_DATA = Path(__file__).resolve().parents[2] / "data"

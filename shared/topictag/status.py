@@ -5,7 +5,7 @@ broker and the store. The broker is optional: without it the rest is still repor
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -126,7 +126,7 @@ def last_training(store: Store) -> LastTraining | None:
 
 
 def gather_status(settings: Settings, store: Store, broker_timeout_s: float = 5.0) -> SystemStatus:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     lag, broker_error = consumer_lags(settings, broker_timeout_s)
     return SystemStatus(
         at=now,

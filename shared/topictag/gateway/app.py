@@ -22,15 +22,15 @@ from starlette.routing import Match
 from topictag.adapters.events import ModelEventPublisher
 from topictag.adapters.registry import AdapterRegistry
 from topictag.gateway.admission import Admission
-from topictag.gateway.cache import ReadCache
 from topictag.gateway.auth import AUTH_ERRORS, require_api_key
+from topictag.gateway.cache import ReadCache
 from topictag.gateway.middleware import REQUEST_ID_HEADER, BodyLimit, ObserveLatency, RequestId, request_id_of
 from topictag.gateway.routes import health, ingest, models, papers, search, stats, topics
 from topictag.metrics import StoreCollector
-from topictag.topics.queries import SearchIndex
-from topictag.trainer.celery_app import create_celery
 from topictag.settings import Settings, get_settings
 from topictag.store import Store, open_store
+from topictag.topics.queries import SearchIndex
+from topictag.trainer.celery_app import create_celery
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Security
 from fastapi.security import APIKeyHeader
+
 from topictag.gateway.deps import StoreDep
 from topictag.gateway.protocol import errors
 from topictag.store import Store

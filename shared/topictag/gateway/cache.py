@@ -78,7 +78,7 @@ class ReadCache:
     def _refresh(self, key: Hashable, compute: Callable[[], T]) -> None:
         try:
             self._store(key, compute())
-        except Exception:  # noqa: BLE001 - the stale answer stays until it is too old; then a request sees the error
+        except Exception:
             log.warning("refreshing a cached read failed", exc_info=True)
         finally:
             self._done(key)

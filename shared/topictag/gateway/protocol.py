@@ -84,7 +84,7 @@ class PaperDetail(PaperSummary):
     history: list[TopicVersion] = Field(description="Topics each adapter version gave this paper, oldest first.")
 
     @classmethod
-    def of_history(cls, p: PaperRecord, history: list[TopicAssignment]) -> "PaperDetail":
+    def of_history(cls, p: PaperRecord, history: list[TopicAssignment]) -> PaperDetail:
         return cls.of(
             p,
             abstract=p.abstract,

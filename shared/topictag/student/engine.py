@@ -132,5 +132,5 @@ class StudentEngine(abc.ABC):
         """The greedy completion and ``n`` samples, per conversation."""
         return list(zip(self.generate(conversations), self.sample(conversations, n, temperature)))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: an engine without processes has nothing to release)
         """Release the engine's processes and memory."""

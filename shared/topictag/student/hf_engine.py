@@ -44,7 +44,7 @@ class TransformersEngine(StudentEngine):
                 elif adapter.version not in self._loaded:
                     self.model.load_adapter(str(adapter.path), adapter_name=adapter.version)
                     self._loaded.add(adapter.version)
-            except Exception as exc:  # noqa: BLE001 - peft/safetensors raise many kinds
+            except Exception as exc:
                 raise AdapterLoadError(f"the engine could not load adapter {adapter.version}: {exc}") from exc
             self.model.set_adapter(adapter.version)
         super().use_adapter(adapter)

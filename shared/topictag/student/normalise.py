@@ -20,11 +20,10 @@ _QUOTES = "\"'“”‘’«»`"
 # Words a topic does not end on; an answer cut by a length bound ("Methods for the") loses
 # them (the teacher's 750 recorded topics never end on one).
 DANGLING_WORDS = frozenset(
-    "a an the and or but nor of for in on at to from by with without via using into onto over under "
-    "between among towards toward through based as than versus vs its their our".split()
+    ["a", "an", "the", "and", "or", "but", "nor", "of", "for", "in", "on", "at", "to", "from", "by", "with", "without", "via", "using", "into", "onto", "over", "under", "between", "among", "towards", "toward", "through", "based", "as", "than", "versus", "vs", "its", "their", "our"]
 )
 _SMALL_WORDS = frozenset(
-    "a an and as at but by for from in into of on or over per the to under using via vs with without".split()
+    ["a", "an", "and", "as", "at", "but", "by", "for", "from", "in", "into", "of", "on", "or", "over", "per", "the", "to", "under", "using", "via", "vs", "with", "without"]
 )
 
 
@@ -57,7 +56,7 @@ def strip_injections(text: str) -> str:
 def normalise_topic(text: str) -> str:
     """One line, no lead-in, no quotes or trailing period, no control characters, bounded
     length, title case."""
-    line = next((ln for ln in (l.strip() for l in text.splitlines()) if ln), "")
+    line = next((ln for ln in (raw.strip() for raw in text.splitlines()) if ln), "")
     line = _CONTROL.sub(" ", line)  # a stored topic never carries control characters (PostgreSQL refuses NUL)
     line = _MARKUP.sub("", line).strip()
     for _ in range(2):  # "Topic: The topic is ..." happens

@@ -68,7 +68,7 @@ class VllmEngine(StudentEngine):
             # engine core (EngineDeadError) and every batch after it.
             try:
                 self.llm.llm_engine.add_lora(self._request_for(adapter))
-            except Exception as exc:  # noqa: BLE001 - vLLM reports worker errors as a bare Exception
+            except Exception as exc:
                 raise AdapterLoadError(f"the engine could not load adapter {adapter.version}: {exc}") from exc
         super().use_adapter(adapter)
 

@@ -31,7 +31,7 @@ class AdapterOut(BaseModel):
     promoted_at: datetime | None
 
     @classmethod
-    def of(cls, row: AdapterVersion) -> "AdapterOut":
+    def of(cls, row: AdapterVersion) -> AdapterOut:
         return cls(
             version=row.version, status=row.status, base_model=row.base_model,
             metrics=json.loads(row.metrics), training_config=json.loads(row.training_config),

@@ -6,7 +6,15 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from topictag.gateway.deps import ReadCacheDep, StoreDep
 from topictag.gateway.protocol import (
-    ARXIV_ID, INT32_MAX, NO_NUL, Day, PaperDetail, PaperPageOut, PaperSummary, errors, invalid,
+    ARXIV_ID,
+    INT32_MAX,
+    NO_NUL,
+    Day,
+    PaperDetail,
+    PaperPageOut,
+    PaperSummary,
+    errors,
+    invalid,
 )
 from topictag.settings import Settings
 from topictag.store import InvalidCursor

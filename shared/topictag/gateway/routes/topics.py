@@ -19,7 +19,7 @@ class ClusterOut(BaseModel):
     topics: list[TopicCount] = Field(description="Its topic texts, most common first.")
 
     @classmethod
-    def of(cls, c: queries.ClusterSummary) -> "ClusterOut":
+    def of(cls, c: queries.ClusterSummary) -> ClusterOut:
         return cls(id=c.id, label=c.label, papers=c.papers, topics=[TopicCount(topic=t, papers=n) for t, n in c.topics])
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Optional
 import typer
 from typer.core import TyperGroup
 
+from topictag.bootstrap import Parts
 from topictag.logs import setup_logging
 from topictag.settings import get_settings
 
@@ -255,19 +256,18 @@ def eval_(
     from topictag.evaluation import readability, score, tag_frame
     from topictag.files import read_labels
     from topictag.student.engine import Adapter
-    from topictag.student.factory import create_engine
 
     setup_logging("eval", level="WARNING")
     labels = read_labels(data)
     if limit:
         labels = labels.head(limit)
-    engine = create_engine(get_settings())
-    if adapter:
-        engine.use_adapter(Adapter(adapter.name, adapter, lora_id=1))
-    started = time.monotonic()
-    topics = tag_frame(engine, labels, batch_size)
-    elapsed = time.monotonic() - started
-    engine.close()
+    with Parts(get_settings()) as parts:
+        engine = parts.student_engine
+        if adapter:
+            engine.use_adapter(Adapter(adapter.name, adapter, lora_id=1))
+        started = time.monotonic()
+        topics = tag_frame(engine, labels, batch_size)
+        elapsed = time.monotonic() - started
     titles = labels["title"].astype(str).tolist() if "title" in labels.columns else None
     result = score(topics, labels["teacher_topic"].tolist()) | readability(topics, titles) | {
         "papers_per_s": round(len(labels) / elapsed, 2)}
@@ -313,12 +313,12 @@ def trainer_worker(
     beat: Annotated[bool, typer.Option(help="Also run the beat schedule in this process.")] = False,
 ) -> None:
     """Run the Celery worker that trains, evaluates and promotes adapters."""
-    from topictag.trainer.celery_app import create_celery
+    from topictag.trainer.tasks import worker_app
 
     setup_logging("trainer")
     argv = ["worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO",
             "--without-mingle", "--without-gossip", "--without-heartbeat", "-Q", "topictag-trainer"]
-    create_celery(get_settings()).worker_main(argv + (["--beat"] if beat else []))
+    worker_app(get_settings()).worker_main(argv + (["--beat"] if beat else []))
 
 
 @trainer_app.command("beat")
@@ -344,9 +344,9 @@ def train(
             outcome = pipeline.run(f"manual-{time.time_ns()}")
         typer.echo(json.dumps(outcome.__dict__))
         return
-    from topictag.trainer.celery_app import create_celery, request_training
+    from topictag.trainer.celery_app import request_training
 
-    typer.echo(f"queued training {request_training(create_celery(settings))}")
+    typer.echo(f"queued training {request_training(Parts(settings).task_client)}")
 
 
 @app.command()
@@ -361,9 +361,9 @@ def retag(
 
         typer.echo(f"republished {retag_older_papers(settings, limit)} papers for re-tagging")
         return
-    from topictag.trainer.celery_app import RETAG, create_celery
+    from topictag.trainer.celery_app import RETAG
 
-    create_celery(settings).send_task(RETAG, kwargs={"limit": limit})
+    Parts(settings).task_client.send_task(RETAG, kwargs={"limit": limit})
     typer.echo("queued re-tag job")
 
 
@@ -428,27 +428,15 @@ def _print_status(report) -> None:
 @contextmanager
 def _store() -> Iterator[Store]:
     """The configured store, schema upgraded, closed when the command ends."""
-    from topictag.store import open_store
-
-    store = open_store(get_settings().store_url)
-    try:
-        yield store
-    finally:
-        store.close()
+    with Parts(get_settings()) as parts:
+        yield parts.store
 
 
 @contextmanager
 def _registry() -> Iterator[AdapterRegistry]:
     """The adapter registry, announcing its changes on the models topic."""
-    from topictag.adapters.events import ModelEventPublisher
-    from topictag.adapters.registry import AdapterRegistry
-
-    announce = ModelEventPublisher(get_settings().kafka)
-    try:
-        with _store() as store:
-            yield AdapterRegistry(store, announce)
-    finally:
-        announce.close()
+    with Parts(get_settings()) as parts:
+        yield parts.registry
 
 
 @models_app.command("list")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from topictag.bootstrap import Parts
 from topictag.bus.embedded import EmbeddedBroker, free_port, port_answers
 from topictag.bus.kafka import ensure_topics, group_lag, make_consumer, make_producer, wait_for_broker
 from topictag.files import iter_paper_records, read_labels
@@ -26,7 +27,6 @@ from topictag.ingest import publish_records
 from topictag.loop_watch import LoopWatch
 from topictag.schemas import TagResult
 from topictag.settings import Settings
-from topictag.store import open_store
 from topictag.student.model_files import student_model_path
 from topictag.trainer.service import retag_older_papers
 
@@ -84,6 +84,7 @@ class Demo:
         self.started = time.monotonic()
         self.loop_watch: LoopWatch | None = None
         self.retagged = False
+        self.parts = Parts(settings)  # the demo's own view of the store
 
     def say(self, message: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=self.out, flush=True)
@@ -210,8 +211,7 @@ class Demo:
             # The recorded teacher knows only the abstracts in its labels file: stream those
             # papers first so labels accumulate while the sample papers are tagged.
             rows = teacher_papers(self.settings) + rows
-            store = open_store(self.settings.store_url)
-            self.loop_watch = LoopWatch(store, self.started, self.say)
+            self.loop_watch = LoopWatch(self.parts.store, self.started, self.say)
         # A private group reads results from the start of the topic; only results of this
         # run's papers, tagged after it began, are counted.
         watcher = make_consumer(kafka, f"topictag-demo-{uuid.uuid4().hex[:8]}", kafka.tagged_topic, kafka.dlq_topic)
@@ -295,6 +295,7 @@ class Demo:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.children.clear()
+        self.parts.close()
         if self.broker:
             self.broker.stop()
             self.broker = None

@@ -20,7 +20,8 @@ _CHECKOUT_DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def _config(prefix: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore")
+    # frozen: a service is built from one immutable tree; a variant is a model_copy(update=...).
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", frozen=True)
 
 
 class PathSettings(BaseSettings):

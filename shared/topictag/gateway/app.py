@@ -6,7 +6,6 @@ import logging
 import threading
 import uuid
 from contextlib import asynccontextmanager
-from functools import lru_cache
 from pathlib import Path
 
 import anyio.to_thread
@@ -19,8 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from topictag.adapters.events import ModelEventPublisher
 from topictag.adapters.registry import AdapterRegistry
+from topictag.bootstrap import Parts
 from topictag.gateway.admission import Admission
 from topictag.gateway.auth import AUTH_ERRORS, require_api_key
 from topictag.gateway.cache import ReadCache
@@ -28,9 +27,8 @@ from topictag.gateway.middleware import REQUEST_ID_HEADER, BodyLimit, ObserveLat
 from topictag.gateway.routes import health, ingest, models, papers, search, stats, topics
 from topictag.metrics import StoreCollector
 from topictag.settings import Settings, get_settings
-from topictag.store import Store, open_store
+from topictag.store import Store
 from topictag.topics.queries import SearchIndex
-from topictag.trainer.celery_app import create_celery
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -55,11 +53,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        owned = store is None
-        app.state.store = store or open_store(settings.store_url, echo=settings.store.echo)
-        announce = ModelEventPublisher(settings.kafka)
-        app.state.registry = lambda: AdapterRegistry(app.state.store, announce=announce)
-        app.state.celery = lru_cache(maxsize=1)(lambda: create_celery(settings))
+        parts = Parts(settings)  # a store passed in stays its caller's to close
+        app.state.store = store or parts.store
+        app.state.registry = lambda: AdapterRegistry(app.state.store, announce=parts.model_events)
+        app.state.celery = lambda: parts.task_client
         app.state.search = SearchIndex(app.state.store, settings.topics.search_refresh_s)
         app.state.search_admission = Admission("search", settings.gateway.search_max_waiting)
         app.state.read_cache = ReadCache(settings.gateway.read_cache_s)  # per run: an app may be started again
@@ -70,10 +67,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         yield
         stop.set()
         app.state.read_cache.close()
-        announce.close()
         app.state.papers_out.close()
-        if owned:
-            app.state.store.close()
+        parts.close()
 
     app = FastAPI(
         title="topictag",

@@ -1,5 +1,6 @@
-"""The trainer as a Celery app: a beat schedule that trains when enough new teacher
-labels arrived, on-demand training, and re-tagging after a promotion.
+"""The trainer's Celery app as its clients see it: the broker, the queue, the beat
+schedule and the task names. The worker registers the tasks' bodies (trainer/tasks.py);
+the gateway and the CLI only queue them by name.
 
 Broker: Redis when TOPICTAG_TRAINER_CELERY_BROKER is set (production), else Kombu's
 filesystem transport under the data directory (one machine, no server needed).
@@ -62,34 +63,6 @@ def create_celery(settings: Settings | None = None) -> Celery:
         },
         beat_schedule_filename=str((settings.paths.data_dir / "celerybeat-schedule").resolve()),
     )
-    app.conf.topictag_settings = settings
-
-    @app.task(name=TRAIN)
-    def train(request_id: str) -> dict:
-        from topictag.trainer.service import training_pipeline
-
-        with training_pipeline(app.conf.topictag_settings) as pipeline:
-            return pipeline.run(request_id).__dict__
-
-    @app.task(name=MAYBE_TRAIN)
-    def maybe_train() -> dict:
-        from topictag.trainer.pipeline import new_label_count
-        from topictag.trainer.service import training_pipeline
-
-        cfg = app.conf.topictag_settings
-        with training_pipeline(cfg) as pipeline:
-            count, newest = new_label_count(pipeline.store)
-            if count < cfg.trainer.min_new_labels:
-                return {"status": "waiting", "new_labels": count, "needed": cfg.trainer.min_new_labels}
-            # Named after the labels it covers: a repeated beat tick trains once.
-            return pipeline.run(f"labels-up-to-{newest}").__dict__
-
-    @app.task(name=RETAG)
-    def retag(limit: int | None = None) -> dict:
-        from topictag.trainer.service import retag_older_papers
-
-        return {"republished": retag_older_papers(app.conf.topictag_settings, limit)}
-
     return app
 
 

@@ -6,34 +6,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-
-from topictag.adapters.events import ModelEventPublisher
-from topictag.adapters.registry import AdapterRegistry
 from topictag.adapters.shipped import seed_shipped_adapter
+from topictag.bootstrap import Parts
 from topictag.bus.kafka import make_producer
 from topictag.settings import Settings
 from topictag.store import open_store
 from topictag.trainer.pipeline import TrainingPipeline
 
 
-def _eval_engine(settings: Settings):
-    from topictag.student.factory import create_engine
-
-    student = settings.student.model_copy(update={"engine": settings.trainer.eval_engine})
-    return create_engine(settings.model_copy(update={"student": student}))
-
-
 @contextmanager
 def training_pipeline(settings: Settings) -> Iterator[TrainingPipeline]:
-    store = open_store(settings.store_url)
-    announce = ModelEventPublisher(settings.kafka)
-    try:
-        registry = AdapterRegistry(store, announce)
-        seed_shipped_adapter(registry, settings)  # the incumbent a first training must beat
-        yield TrainingPipeline(settings, store, registry, lambda: _eval_engine(settings))
-    finally:
-        announce.close()
-        store.close()
+    with Parts(settings) as parts:
+        seed_shipped_adapter(parts.registry, settings)  # the incumbent a first training must beat
+        yield TrainingPipeline(settings, parts.store, parts.registry, parts.evaluation_engine)
 
 
 def retag_older_papers(settings: Settings, limit: int | None = None) -> int:

@@ -138,3 +138,17 @@ def gather_status(settings: Settings, store: Store, broker_timeout_s: float = 5.
         production_adapter=production_adapter(store),
         last_training=last_training(store),
     )
+
+
+def teacher_agreement(store: Store) -> list[tuple[str, int, float]]:
+    """(adapter version, papers, ROUGE-1 F) of the student's current topics against the
+    teacher's, for the papers both tagged, by the version that tagged them ("base": none)."""
+    from topictag.evaluation import score
+
+    by_version: dict[str, list[tuple[str, str]]] = {}
+    for version, student, teacher in store.papers.student_and_teacher_topics():
+        by_version.setdefault(version or "base", []).append((student or "", teacher))
+    return [
+        (version, len(pairs), score([s for s, _ in pairs], [t for _, t in pairs], embeddings=False)["rouge1_f"])
+        for version, pairs in sorted(by_version.items())
+    ]

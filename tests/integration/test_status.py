@@ -233,3 +233,25 @@ def test_json_log_lines_carry_the_paper_and_the_adapter(json_logs, capsys, tmp_p
     assert (paper["arxiv_id"], paper["adapter_version"], paper["level"]) == ("2601.00001", "v1", "WARNING")
     assert "arxiv_id" not in by_message["no paper here"]
     assert datetime.fromisoformat(paper["ts"]) >= started
+
+
+def test_teacher_agreement_is_the_trainers_rouge_per_version(store):
+    from topictag.status import teacher_agreement
+
+    now = datetime.now(timezone.utc)
+
+    def tagged(arxiv_id: str, topic: str, version: str) -> tuple[Paper, TagResult]:
+        return (Paper(arxiv_id=arxiv_id, title="", abstract="An abstract long enough to be a paper."),
+                TagResult(arxiv_id=arxiv_id, topic=topic, adapter_version=version, model="m", latency_ms=1, tagged_at=now))
+
+    store.papers.save_tagged([
+        tagged("a", "Graph Neural Networks", "v1"),  # the teacher's words: 100
+        tagged("b", "Protein Folding", "v1"),  # no word in common: 0
+        tagged("c", "Graph Learning", "base"),  # 1 of 2 words both ways: 50
+        tagged("d", "Unlabelled Paper", "v1"),  # no teacher label: not counted
+    ])
+    store.teacher_labels.save([
+        TeacherLabel(arxiv_id=i, abstract="x", topic=t, teacher_model="teacher", labelled_at=now)
+        for i, t in (("a", "graph neural networks"), ("b", "Federated Learning Systems"), ("c", "Graph Theory"))
+    ])
+    assert teacher_agreement(store) == [("base", 1, pytest.approx(50.0, abs=0.01)), ("v1", 2, pytest.approx(50.0, abs=0.01))]

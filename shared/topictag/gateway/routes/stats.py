@@ -3,8 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from topictag.evaluation import score
 from topictag.gateway.deps import SettingsDep, StoreDep
+from topictag.status import teacher_agreement
 
 router = APIRouter(prefix="/v1/stats", tags=["ops"])
 
@@ -39,12 +39,5 @@ def _lag(settings) -> list[LagOut]:
 def stats(store: StoreDep, settings: SettingsDep) -> StatsOut:
     """Counts, teacher-student agreement per adapter version, and consumer lag."""
     tagged, labels = store.papers.count_tagged(), store.teacher_labels.count()
-    by_version: dict[str, list[tuple[str, str]]] = {}
-    for version, student, teacher in store.papers.student_and_teacher_topics():
-        by_version.setdefault(version or "base", []).append((student, teacher))
-    agreement = [
-        Agreement(adapter_version=v, papers=len(pairs),
-                  rouge1_f=score(*zip(*pairs), embeddings=False)["rouge1_f"])
-        for v, pairs in sorted(by_version.items())
-    ]
+    agreement = [Agreement(adapter_version=v, papers=n, rouge1_f=r) for v, n, r in teacher_agreement(store)]
     return StatsOut(papers_tagged=tagged, teacher_labels=labels, agreement=agreement, lag=_lag(settings))

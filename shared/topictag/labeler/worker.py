@@ -22,6 +22,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
 from topictag import metrics
+from topictag.backoff import Backoff
 from topictag.bus.batching import batch_offsets, poll_batch
 from topictag.bus.publish import Message, ReliablePublisher
 from topictag.labeler.sampling import SamplingPolicy
@@ -47,8 +48,11 @@ class LabelOutcome:
 
 
 def park_backoff(first_s: float, attempts: int) -> timedelta:
-    """Doubles per failed attempt, capped at an hour (computed capped: no overflow after a long outage)."""
-    return timedelta(seconds=min(_PARK_BACKOFF_MAX_S, first_s * 2 ** min(attempts - 1, 32)))
+    """The back-off rule's ceiling after ``attempts`` failed attempts: doubling, at most an
+    hour. No jitter here: parked papers are offered again only every ``parked_retry_s``, in
+    one batch, so their retries are spread already, and a paper must wait longer after each
+    failure."""
+    return timedelta(seconds=Backoff(first_s, _PARK_BACKOFF_MAX_S).ceiling(attempts))
 
 
 def label_message(label: TeacherLabel) -> bytes:
@@ -75,6 +79,7 @@ class LabelerWorker:
         self.store = store
         self.consumer = consumer
         self.publisher = ReliablePublisher(settings.kafka, producer)  # survives a broker restart
+        self.store_backoff = Backoff(settings.labeler.retry_backoff_s, settings.labeler.retry_backoff_max_s)
         self.policy = policy
         self.stopping = threading.Event()
         self._next_parked_check = 0.0
@@ -84,7 +89,7 @@ class LabelerWorker:
 
     def run(self) -> None:
         cfg = self.settings.labeler
-        retrying = dict(stopping=self.stopping, first_s=cfg.retry_backoff_s, max_s=cfg.retry_backoff_max_s)
+        retrying = {"stopping": self.stopping, "backoff": self.store_backoff}
         while not self.stopping.is_set():
             if time.monotonic() >= self._next_parked_check:
                 with_store_retries(self.retry_parked, what="retrying parked papers", **retrying)

@@ -21,6 +21,7 @@ from kafka.errors import CommitFailedError, KafkaError
 
 from topictag import metrics
 from topictag.adapters.events import ProductionAdapterWatch
+from topictag.backoff import Backoff
 from topictag.bus.batching import batch_offsets, poll_batch
 from topictag.bus.dead_letter import dead_letter_message
 from topictag.bus.publish import Message, ReliablePublisher
@@ -64,10 +65,8 @@ class TaggerWorker:
         self.consumer = consumer
         # Results and dead letters go out through this: resent through a new producer after a
         # broker failure, so the worker outlives a broker restart.
-        self.publisher = ReliablePublisher(
-            settings.kafka, producer,
-            backoff_s=settings.tagger.retry_backoff_s, backoff_max_s=settings.tagger.retry_backoff_max_s,
-        )
+        self.backoff = Backoff(settings.tagger.retry_backoff_s, settings.tagger.retry_backoff_max_s)
+        self.publisher = ReliablePublisher(settings.kafka, producer, backoff=self.backoff)
         self.on_batch = on_batch
         self.adapter_watch = adapter_watch
         self.topic_index = topic_index
@@ -162,9 +161,7 @@ class TaggerWorker:
                 self.topic_index.add(tagged)
             return True
 
-        cfg = self.settings.tagger
-        return bool(with_store_retries(save, self.stopping, first_s=cfg.retry_backoff_s,
-                                       max_s=cfg.retry_backoff_max_s, what="store write"))
+        return bool(with_store_retries(save, self.stopping, self.backoff, what="store write"))
 
     def _commit(self, records: list[ConsumerRecord]) -> bool:
         try:

@@ -7,15 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlmodel import Session, col, select
-
 from topictag.adapters.events import ModelEventPublisher
 from topictag.adapters.registry import AdapterRegistry
 from topictag.adapters.shipped import seed_shipped_adapter
-from topictag.bus.kafka import make_producer
+from topictag.bus.publish import Message, PublishFailed, ReliablePublisher
 from topictag.settings import Settings
 from topictag.store.models import PaperRecord
 from topictag.store.repository import open_store
 from topictag.trainer.pipeline import TrainingPipeline
+
+_RETAG_ATTEMPTS = 10
 
 
 def _eval_engine(settings: Settings):
@@ -56,13 +57,18 @@ def retag_older_papers(settings: Settings, limit: int | None = None) -> int:
             papers = [p.as_paper() for p in s.exec(query).all()]
     finally:
         store.close()
-    producer = make_producer(settings.kafka)
+    # One paper at a time, each acknowledged before the next, so the rate holds; a paper the
+    # broker still refuses after the resends fails the job instead of vanishing.
+    publisher = ReliablePublisher(settings.kafka)
     try:
         interval = 1.0 / settings.trainer.retag_rate
         for paper in papers:
-            producer.send(settings.kafka.papers_topic, key=paper.arxiv_id, value=paper.to_bytes())
-            time.sleep(interval)
-        producer.flush()
+            started = time.monotonic()
+            message = Message(settings.kafka.papers_topic, paper.to_bytes(), key=paper.arxiv_id)
+            delivery = publisher.deliver([message], attempts=_RETAG_ATTEMPTS)
+            if not delivery.complete:
+                raise PublishFailed(delivery)
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
     finally:
-        producer.close(timeout=10)
+        publisher.close(timeout=10)
     return len(papers)

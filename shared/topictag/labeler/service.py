@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
-import signal
 
 from topictag import metrics
-from topictag.bus.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from topictag.bus.kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    wait_for_broker,
+)
+from topictag.consumer import stop_on_signals
 from topictag.labeler.sampling import create_policy, labeler_topic
 from topictag.labeler.worker import LabelerWorker
 from topictag.settings import Settings
@@ -29,12 +34,7 @@ def run_labeler(settings: Settings) -> None:
     producer = make_producer(kafka)
     worker = LabelerWorker(settings, teacher, store, consumer, producer, policy)
 
-    def _stop(signum, _frame):
-        log.info("received %s: finishing the current batch", signal.Signals(signum).name)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop_on_signals(worker.stop)
     log.info("labeling %.0f%% of %s (%s sampling) with %s (%s)", 100 * settings.labeler.sample_rate, source,
              settings.labeler.policy, teacher.model, settings.teacher.backend)
     try:

@@ -4,13 +4,18 @@ SIGTERM/SIGINT after the batch in hand is committed."""
 from __future__ import annotations
 
 import logging
-import signal
 
 from topictag import metrics
 from topictag.adapters.events import ProductionAdapterWatch, model_event_consumer
 from topictag.adapters.registry import AdapterRegistry
 from topictag.adapters.shipped import seed_shipped_adapter
-from topictag.bus.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from topictag.bus.kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    wait_for_broker,
+)
+from topictag.consumer import stop_on_signals
 from topictag.settings import Settings
 from topictag.store.repository import open_store
 from topictag.student.engine import create_engine
@@ -39,12 +44,7 @@ def run_tagger(settings: Settings) -> None:
         settings, engine, store, consumer, producer, adapter_watch=watch, topic_index=TopicIndex(store, settings.topics.cluster_threshold)
     )
 
-    def _stop(signum, _frame):
-        log.info("received %s: finishing the current batch", signal.Signals(signum).name)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop_on_signals(worker.stop)
     log.info("tagging %s as group %s", kafka.papers_topic, settings.tagger.group_id)
     try:
         worker.run()

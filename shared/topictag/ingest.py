@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, MessageSizeTooLargeError
 
+from topictag.backoff import Backoff
+from topictag.bus.publish import Message, ReliablePublisher
 from topictag.files import iter_paper_records
 
 _FIELDS = {"first_seen_date": "published"}
@@ -26,13 +27,18 @@ def record_to_message(row: dict[str, Any]) -> tuple[str | None, bytes]:
     return (str(key) if key not in (None, "") else None), json.dumps(message, ensure_ascii=False).encode()
 
 
+# A file publish retries briefly, then reports what the broker did not take: the caller
+# decides whether to publish it again (safe: the store upserts by id).
+PUBLISH_ATTEMPTS = 3
+PUBLISH_BACKOFF = Backoff(0.5, 5.0)
+
+
 @dataclass
 class PublishReport:
     published: int = 0
     ids: list[str] = field(default_factory=list)  # keys of the acknowledged messages
     end_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     failed: list[tuple[str | None, str]] = field(default_factory=list)  # (key, error) of messages not acknowledged
-    complete: bool = True  # False: sending stopped early; rows after the failed ones were not sent
 
 
 class PublishError(RuntimeError):
@@ -42,54 +48,32 @@ class PublishError(RuntimeError):
     def __init__(self, report: PublishReport):
         self.report = report
         key, error = report.failed[0]
-        rest = "" if report.complete else "; the rows after them were not sent"
         super().__init__(
-            f"{len(report.failed)} message(s) not acknowledged (first: {key or 'no key'}: {error}){rest}; "
+            f"{len(report.failed)} message(s) not acknowledged (first: {key or 'no key'}: {error}); "
             f"{report.published} acknowledged"
         )
 
 
-def publish_records(
-    producer: KafkaProducer,
-    topic: str,
-    rows: Iterable[dict[str, Any]],
-    *,
-    on_sent: Callable[[int], None] | None = None,
-) -> PublishReport:
-    """Send every row and wait for the broker to acknowledge each one. Nothing is dropped
-    silently: if any message is not acknowledged, PublishError says which ones were."""
-    report = PublishReport()
-    futures = []
-    for row in rows:
-        key, value = record_to_message(row)
-        try:
-            futures.append((key, producer.send(topic, key=key, value=value)))
-        except MessageSizeTooLargeError as exc:  # this row only: the producer refuses it
-            report.failed.append((key, f"{exc.__class__.__name__}: {exc}"))
-        except KafkaError as exc:  # e.g. no metadata within max_block_ms: the broker is away
-            report.failed.append((key, f"{exc.__class__.__name__}: {exc}"))
-            report.complete = False
-            break
-    try:
-        producer.flush()
-    except KafkaError:
-        pass  # each future below says what became of its message
-    for key, future in futures:
-        try:
-            meta = future.get(timeout=60)
-        except KafkaError as exc:
-            report.failed.append((key, f"{exc.__class__.__name__}: {exc}"))
-            continue
+def publish_records(producer: KafkaProducer, topic: str, rows: Iterable[dict[str, Any]]) -> PublishReport:
+    """Send every row through ``producer`` and wait for the broker to acknowledge each one,
+    resending what it did not. Nothing is dropped silently: if any message is still not
+    acknowledged, PublishError says which ones were."""
+    messages = [Message(topic, value, key=key) for key, value in map(record_to_message, rows)]
+    delivery = ReliablePublisher(producer=producer, backoff=PUBLISH_BACKOFF).deliver(messages, attempts=PUBLISH_ATTEMPTS)
+    report = PublishReport(failed=[(_key(m), error) for m, error in delivery.failed])
+    for m, meta in delivery.acknowledged:
         tp = TopicPartition(meta.topic, meta.partition)
         report.end_offsets[tp] = max(report.end_offsets.get(tp, 0), meta.offset + 1)
         report.published += 1
-        if key:
-            report.ids.append(key)
-        if on_sent:
-            on_sent(report.published)
+        if m.key:
+            report.ids.append(_key(m))
     if report.failed:
         raise PublishError(report)
     return report
+
+
+def _key(message: Message) -> str | None:
+    return message.key.decode() if isinstance(message.key, bytes) else message.key
 
 
 def publish_file(producer: KafkaProducer, topic: str, path: Path | str, limit: int | None = None) -> PublishReport:

@@ -14,7 +14,7 @@ import pytest
 from kafka import TopicPartition
 from prometheus_client import REGISTRY
 
-from tests.conftest import make_settings
+from tests.conftest import fresh_store, make_settings
 from tests.e2e.test_stream import drain, wait_until
 from topictag.bus.embedded import free_port
 from topictag.bus.kafka import ensure_topics, group_lag, high_water_marks, make_consumer, make_producer
@@ -258,8 +258,6 @@ def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, bundle, dev_p
     """Fault: the database becomes unreachable while the labeler runs. Must hold: the worker
     lives on, commits no offset while the store is away, and once it returns every sampled
     paper has exactly one label."""
-    from sqlmodel import SQLModel
-
     from tests.reliability.test_faults import TcpProxy
 
     proxy = TcpProxy(5432)
@@ -270,9 +268,7 @@ def test_store_outage_holds_the_batch_and_resumes(tmp_path, kafka, bundle, dev_p
         "labeler": base.labeler.model_copy(update={"retry_backoff_s": 0.2, "retry_backoff_max_s": 1.0}),
     })
     ensure_topics(settings.kafka)
-    store = open_store(url)
-    SQLModel.metadata.drop_all(store.engine)
-    store.upgrade_schema()
+    store = fresh_store(url)
     checker = open_store(postgres_url)  # the test's own view, not through the proxy
     known = [p for p in dev_papers if p["arxiv_id"].startswith("dev-")][:40]
     first, second = known[:20], known[20:]

@@ -7,11 +7,17 @@ import json
 import logging
 import time
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from topictag import metrics
-from topictag.adapters.registry import AdapterRefused, AdapterRegistry, as_engine_adapter, verify_adapter
-from topictag.bus.kafka import client_config, ensure_topics, make_producer
+from topictag.adapters.registry import (
+    AdapterRefused,
+    AdapterRegistry,
+    as_engine_adapter,
+    verify_adapter,
+)
+from topictag.bus.kafka import client_config, ensure_topics
+from topictag.bus.publish import Message, PublishFailed, ReliablePublisher
 from topictag.settings import KafkaSettings
 from topictag.student.engine import AdapterLoadError, StudentEngine
 
@@ -22,22 +28,25 @@ class ModelEventPublisher:
     """Announces promotions and rollbacks on the models topic. The producer is created on
     the first event, so a process that never announces never needs the broker."""
 
+    # The registry is the truth and taggers look at it every 30 s: an announcement is worth
+    # a few resends, not a promotion held up for an outage.
+    ATTEMPTS = 3
+
     def __init__(self, kafka: KafkaSettings):
         self.kafka = kafka
-        self._producer: KafkaProducer | None = None
+        self.publisher = ReliablePublisher(kafka)
 
     def __call__(self, event: dict) -> None:
         if not self.kafka.bootstrap:
             log.warning("no Kafka configured: taggers see %s on their next periodic look", event["event"])
             return
-        if self._producer is None:
-            self._producer = make_producer(self.kafka)
-        self._producer.send(self.kafka.models_topic, key="production", value=json.dumps(event).encode()).get(timeout=30)
+        message = Message(self.kafka.models_topic, json.dumps(event).encode(), key="production")
+        delivery = self.publisher.deliver([message], attempts=self.ATTEMPTS)
+        if not delivery.complete:
+            raise PublishFailed(delivery)
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=10)
-            self._producer = None
+        self.publisher.close(timeout=10)
 
 
 def model_event_consumer(kafka: KafkaSettings) -> KafkaConsumer:

@@ -3,9 +3,8 @@ reason and its origin in headers, so nothing is lost and the partition keeps mov
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from topictag.bus.publish import Message
@@ -31,7 +30,7 @@ def dead_letter_message(dlq_topic: str, record: ConsumerRecord, reason: str) -> 
         (SOURCE_TOPIC, record.topic.encode()),
         (SOURCE_PARTITION, str(record.partition).encode()),
         (SOURCE_OFFSET, str(record.offset).encode()),
-        (FAILED_AT, datetime.now(timezone.utc).isoformat().encode()),
+        (FAILED_AT, datetime.now(UTC).isoformat().encode()),
     ]
     value = record.value or b""
     if len(value) > MAX_VALUE_BYTES:
@@ -39,12 +38,6 @@ def dead_letter_message(dlq_topic: str, record: ConsumerRecord, reason: str) -> 
         value = value[:MAX_VALUE_BYTES]
     key = record.key[:1024] if record.key else record.key
     return Message(dlq_topic, value, key=key, headers=headers)
-
-
-def dead_letter(producer: KafkaProducer, dlq_topic: str, record: ConsumerRecord, reason: str):
-    """Send ``record`` to ``dlq_topic``; returns the send future."""
-    m = dead_letter_message(dlq_topic, record, reason)
-    return producer.send(m.topic, key=m.key, value=m.value, headers=m.headers)
 
 
 def dead_letter_reason(headers: list[tuple[str, bytes]]) -> dict[str, str]:

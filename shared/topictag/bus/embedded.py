@@ -67,7 +67,7 @@ class EmbeddedBroker:
         if port_answers(self.host, self.port):
             raise BrokerError(f"port {self.port} is already in use; pick another TOPICTAG_KAFKA_EMBEDDED_PORT")
         url = f"tcp://{self.bootstrap}"
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 (the broker writes to it while it runs)
         self.process = subprocess.Popen(
             [
                 str(tansu_binary()),

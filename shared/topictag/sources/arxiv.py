@@ -5,7 +5,7 @@ From the wire inwards:
 
 - ``PoliteClient`` GETs one document at a time, each at least ``request_spacing_s`` after
   the previous one was answered (arXiv asks for 3 s between requests); it waits a 503's (or 429's) Retry-After
-  (seconds form), backs off exponentially with jitter after other 5xx, connection errors and
+  (seconds form), backs off (``topictag.backoff``: exponential, full jitter) after other 5xx, connection errors and
   unparsable bodies, and gives up with ``ArxivError`` after ``max_retries`` retries.
 - ``parse_atom_feed`` / ``parse_oai_page`` turn one document into papers and malformed
   entries (no id, no abstract, a date or id that does not parse, over the paper limits);
@@ -27,23 +27,29 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import re
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import httpx
 from pydantic import ValidationError
+from tenacity import RetryCallState
 
+from topictag.backoff import Backoff
 from topictag.ingest import PublishError, PublishReport
-from topictag.schemas import InvalidPaper, check_limits, describe_validation_error, paper_from_record
+from topictag.schemas import (
+    InvalidPaper,
+    check_limits,
+    describe_validation_error,
+    paper_from_record,
+)
 from topictag.settings import ArxivSettings, PaperLimits
 
 log = logging.getLogger(__name__)
@@ -112,6 +118,7 @@ class PoliteClient:
         self._sleep = sleep
         self._clock = clock
         self._last_answer: float | None = None
+        self.backoff = Backoff(settings.backoff_s, settings.backoff_max_s)
         agent = settings.user_agent + (f" (mailto:{settings.contact})" if settings.contact else "")
         self._http = httpx.Client(timeout=settings.timeout_s, follow_redirects=True, headers={"User-Agent": agent})
 
@@ -121,32 +128,43 @@ class PoliteClient:
     def get_xml(self, url: str, params: dict[str, Any]) -> ET.Element:
         """The parsed document at ``url?params``, retried as the module docstring says."""
         retries = self.settings.max_retries
-        for attempt in range(retries + 1):
-            self._keep_spacing()
+
+        def log_retry(state: RetryCallState) -> None:
+            log.warning("%s: %s; retry %d of %d in %.1f s", url, state.outcome.exception(),
+                        state.attempt_number, retries, state.upcoming_sleep)
+
+        retrying = self.backoff.retrying(
+            _Retryable, attempts=retries + 1, wait=self._wait, sleep=self._sleep, before_sleep=log_retry
+        )
+        try:
+            return retrying(self._get_once, url, params)
+        except _Retryable as exc:
+            raise ArxivError(f"{url} failed {retries + 1} times; the last time: {exc}") from None
+
+    def _get_once(self, url: str, params: dict[str, Any]) -> ET.Element:
+        self._keep_spacing()
+        try:
+            response = self._http.get(url, params=params)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{exc.__class__.__name__}: {exc}") from None
+        finally:
+            self._last_answer = self._clock()
+        status = response.status_code
+        if status == 200:
             try:
-                response = self._http.get(url, params=params)
-            except httpx.TransportError as exc:
-                self._last_answer = self._clock()
-                failure, delay = f"{exc.__class__.__name__}: {exc}", self._backoff(attempt)
-            else:
-                self._last_answer = self._clock()
-                status = response.status_code
-                if status == 200:
-                    try:
-                        # expat refuses entity-expansion bombs and ElementTree fetches no external entities.
-                        return ET.fromstring(response.content)
-                    except ET.ParseError as exc:  # e.g. a body cut short: worth asking again
-                        failure, delay = f"unparsable XML ({exc})", self._backoff(attempt)
-                elif status == 429 or status >= 500:
-                    failure = f"HTTP {status}"
-                    retry_after = _retry_after_s(response)
-                    delay = retry_after if retry_after is not None else self._backoff(attempt)
-                else:  # a request arXiv will never answer (bad query, unknown verb): no point retrying
-                    raise ArxivError(f"{response.request.url} answered HTTP {status}: {_gist(response.text)}")
-            if attempt < retries:
-                log.warning("%s: %s; retry %d of %d in %.1f s", url, failure, attempt + 1, retries, delay)
-                self._sleep(delay)
-        raise ArxivError(f"{url} failed {retries + 1} times; the last time: {failure}")
+                # expat refuses entity-expansion bombs and ElementTree fetches no external entities.
+                return ET.fromstring(response.content)
+            except ET.ParseError as exc:  # e.g. a body cut short: worth asking again
+                raise _Retryable(f"unparsable XML ({exc})") from None
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status}", retry_after_s=_retry_after_s(response))
+        # A request arXiv will never answer (bad query, unknown verb): no point retrying.
+        raise ArxivError(f"{response.request.url} answered HTTP {status}: {_gist(response.text)}")
+
+    def _wait(self, state: RetryCallState) -> float:
+        """arXiv's Retry-After as sent; otherwise the back-off rule."""
+        retry_after = state.outcome.exception().retry_after_s
+        return retry_after if retry_after is not None else self.backoff.wait(state)
 
     def _keep_spacing(self) -> None:
         # Counted from the previous answer, not the previous send, so the server sees the gap whatever
@@ -156,10 +174,13 @@ class PoliteClient:
             if wait > 0:
                 self._sleep(wait)
 
-    def _backoff(self, attempt: int) -> float:
-        # Equal jitter: the wait still doubles, and pollers that failed together spread out.
-        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_s * 2**attempt)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+class _Retryable(Exception):
+    """A failure worth asking again for: a 5xx or 429, a connection error, a cut-off body."""
+
+    def __init__(self, failure: str, retry_after_s: float | None = None):
+        super().__init__(failure)
+        self.retry_after_s = retry_after_s
 
 
 def _retry_after_s(response: httpx.Response) -> float | None:
@@ -532,4 +553,4 @@ class ArxivIngest:
 
 
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()

@@ -9,26 +9,26 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
+from tenacity import RetryCallState
 
 from topictag import metrics
+from topictag.backoff import Backoff, Stopped
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-def with_store_retries(
-    action: Callable[[], T], stopping: threading.Event, *, first_s: float, max_s: float, what: str
-) -> T | None:
-    """``action()``, retried with doubling back-off while the store raises. None when asked to
-    stop first: the caller must not commit what it holds (it is replayed)."""
-    backoff = first_s
-    while True:
-        try:
-            return action()
-        except SQLAlchemyError as exc:
-            metrics.STORE_RETRIES.inc()
-            log.warning("%s failed: store unavailable (%s); retrying in %.1f s", what, exc.__class__.__name__, backoff)
-            if stopping.wait(backoff):
-                return None
-            backoff = min(backoff * 2, max_s)
+def with_store_retries(action: Callable[[], T], stopping: threading.Event, backoff: Backoff, *, what: str) -> T | None:
+    """``action()``, retried under ``backoff`` while the store raises. None when asked to stop
+    first: the caller must not commit what it holds (it is replayed)."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        metrics.STORE_RETRIES.inc()
+        log.warning("%s failed: store unavailable (%s); retrying in %.1f s", what,
+                    state.outcome.exception().__class__.__name__, state.upcoming_sleep)
+
+    try:
+        return backoff.retrying(SQLAlchemyError, stopping=stopping, before_sleep=before_sleep)(action)
+    except Stopped:
+        return None

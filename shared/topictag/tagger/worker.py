@@ -1,10 +1,11 @@
-"""The tagger: a consumer-group worker on ``papers``.
+"""The tagger: a consumer-group worker on ``papers``, as steps over the consumer kit.
 
-Each round: poll a batch (up to ``batch_size`` papers or ``max_wait_ms``), send malformed
-messages to the DLQ, tag the rest in one engine call, write results to the store and to
-``papers.tagged``, and only then commit the batch's offsets. A crash anywhere before the
-commit replays the batch, and the store's upserts make the replay harmless
-(at-least-once delivery, exactly-once rows).
+Each batch (up to ``batch_size`` papers or ``max_wait_ms``): decode the papers (malformed
+messages to the DLQ, with the reason), tag them in one engine call, write results to the
+store, publish them to ``papers.tagged`` with the dead letters, and only then commit the
+batch's offsets. A crash anywhere before the commit replays the batch, and the store's
+upserts make the replay harmless (at-least-once delivery, exactly-once rows). Adapters
+switch between batches, so a batch is tagged by one adapter.
 """
 
 from __future__ import annotations
@@ -17,21 +18,30 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, KafkaError
 
 from topictag import metrics
 from topictag.adapters.events import ProductionAdapterWatch
-from topictag.bus.batching import batch_offsets, poll_batch
-from topictag.bus.dead_letter import dead_letter_message
+from topictag.backoff import Backoff
 from topictag.bus.publish import Message, ReliablePublisher
-from topictag.schemas import InvalidPaper, Paper, TagResult, decode_paper
+from topictag.consumer import (
+    Batch,
+    Commit,
+    DeadLetter,
+    Decode,
+    Persist,
+    Pipeline,
+    Produce,
+    kafka_source,
+    run,
+)
+from topictag.schemas import InvalidPaper, TagResult, decode_paper
 from topictag.settings import Settings
 from topictag.store import Store
-from topictag.store.retry import with_store_retries
-from topictag.topics.index import TopicIndex
 from topictag.student.engine import StudentEngine
+from topictag.topics.index import TopicIndex
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class BatchOutcome:
@@ -61,122 +71,92 @@ class TaggerWorker:
         self.settings = settings
         self.engine = engine
         self.store = store
-        self.consumer = consumer
-        # Results and dead letters go out through this: resent through a new producer after a
-        # broker failure, so the worker outlives a broker restart.
-        self.publisher = ReliablePublisher(
-            settings.kafka, producer,
-            backoff_s=settings.tagger.retry_backoff_s, backoff_max_s=settings.tagger.retry_backoff_max_s,
-        )
         self.on_batch = on_batch
         self.adapter_watch = adapter_watch
         self.topic_index = topic_index
         self.stopping = threading.Event()
+        cfg, kafka = settings.tagger, settings.kafka
+        backoff = Backoff(cfg.retry_backoff_s, cfg.retry_backoff_max_s)
+        # Resends through a new producer after a broker failure: the worker outlives a broker restart.
+        self.publisher = ReliablePublisher(kafka, producer, backoff=backoff)
+        self.source = kafka_source(consumer, cfg.batch_size, cfg.max_wait_ms)
+        self.steps = Pipeline([
+            Decode(lambda value: decode_paper(value, settings.paper), InvalidPaper, reason=lambda exc: exc.reason),
+            DeadLetter(kafka.dlq_topic),
+            self._tag,
+            Persist(self._save, self.stopping, backoff, what="store write"),
+            Produce(self.publisher, self.stopping),
+            Commit(consumer),
+            self._report,
+        ])
 
     def stop(self) -> None:
         self.stopping.set()
 
     def run(self, max_batches: int | None = None) -> None:
         """Tag until ``stop()`` (or ``max_batches`` non-empty batches)."""
-        done = 0
         metrics.ADAPTER_IN_SERVICE.labels(self.engine.adapter_version).set(1)
         if self.adapter_watch:
             self.adapter_watch.sync()
-        while not self.stopping.is_set():
-            if self.adapter_watch:  # between batches: a batch is tagged by one adapter
-                self.adapter_watch.poll()
-            records = self.poll_batch()
-            if not records:
-                continue
-            outcome = self.process(records)
-            if self.on_batch:
-                self.on_batch(outcome)
-            done += 1
-            if max_batches is not None and done >= max_batches:
-                break
-
-    def poll_batch(self) -> list[ConsumerRecord]:
-        cfg = self.settings.tagger
-        return poll_batch(self.consumer, cfg.batch_size, cfg.max_wait_ms, self.stopping)
+        # self.process is looked up per batch: a test may wrap it while the worker runs.
+        run(self.source, lambda records: self.process(records), self.stopping,
+            between_batches=self._between_batches, on_batch=self.on_batch, max_batches=max_batches)
 
     def process(self, records: list[ConsumerRecord]) -> BatchOutcome:
-        outcome = BatchOutcome()
-        papers: list[Paper] = []
-        for record in records:
-            try:
-                papers.append(decode_paper(record.value, self.settings.paper))
-            except InvalidPaper as exc:
-                outcome.dead.append((record, exc.reason))
-        messages = [dead_letter_message(self.settings.kafka.dlq_topic, record, reason) for record, reason in outcome.dead]
+        batch = self.steps(records)
+        return BatchOutcome(batch.results, batch.dead, batch.committed)
 
-        if papers:
-            started = time.monotonic()
-            predictions = self.engine.predict(papers)
-            elapsed = time.monotonic() - started
-            metrics.TAG_BATCH_SECONDS.observe(elapsed)
-            metrics.TAG_BATCH_SIZE.observe(len(papers))
-            per_paper_ms = elapsed * 1000 / len(papers)
-            outcome.tagged = [
-                TagResult(
-                    arxiv_id=p.arxiv_id,
-                    topic=pred.topic,
-                    adapter_version=self.engine.adapter_version,
-                    model=self.engine.model_name,
-                    latency_ms=round(per_paper_ms, 2),
-                    confidence=None if pred.confidence is None else round(pred.confidence, 4),
-                )
-                for p, pred in zip(papers, predictions)
-            ]
-            if not self._save(list(zip(papers, outcome.tagged))):
-                return outcome  # stopping while the store is down: no commit, the batch replays
-            messages += [Message(self.settings.kafka.tagged_topic, r.to_bytes(), key=r.arxiv_id) for r in outcome.tagged]
+    def _between_batches(self) -> None:
+        if self.adapter_watch:
+            self.adapter_watch.poll()
 
-        if not self.publisher.publish(messages, self.stopping):
-            return outcome  # stopping while the broker is down: no commit, the batch replays
-        outcome.committed = self._commit(records)
+    def _tag(self, batch: Batch) -> bool:
+        if not batch.items:
+            return True
+        started = time.monotonic()
+        predictions = self.engine.predict(batch.items)
+        elapsed = time.monotonic() - started
+        metrics.TAG_BATCH_SECONDS.observe(elapsed)
+        metrics.TAG_BATCH_SIZE.observe(len(batch.items))
+        per_paper_ms = elapsed * 1000 / len(batch.items)
+        batch.results = [
+            TagResult(
+                arxiv_id=p.arxiv_id,
+                topic=pred.topic,
+                adapter_version=self.engine.adapter_version,
+                model=self.engine.model_name,
+                latency_ms=round(per_paper_ms, 2),
+                confidence=None if pred.confidence is None else round(pred.confidence, 4),
+            )
+            for p, pred in zip(batch.items, predictions)
+        ]
+        tagged_topic = self.settings.kafka.tagged_topic
+        batch.messages += [Message(tagged_topic, r.to_bytes(), key=r.arxiv_id) for r in batch.results]
+        return True
 
-        for r in outcome.tagged:
+    def _save(self, batch: Batch) -> None:
+        if not batch.results:
+            return  # a batch of dead letters only: nothing for the store
+        tagged = list(zip(batch.items, batch.results))
+        self.store.papers.save_tagged(tagged)
+        if self.topic_index:
+            self.topic_index.add(tagged)
+
+    def _report(self, batch: Batch) -> bool:
+        for r in batch.results:
             metrics.PAPERS_TAGGED.labels(r.adapter_version).inc()
             if r.confidence is not None:
                 metrics.TAG_CONFIDENCE.labels(r.adapter_version).observe(r.confidence)
-        for _, reason in outcome.dead:
+        for _, reason in batch.dead:
             metrics.PAPERS_DEAD_LETTERED.labels(reason_kind(reason)).inc()
         if log.isEnabledFor(logging.DEBUG):  # one line per paper, to follow it across services
-            for r in outcome.tagged:
+            for r in batch.results:
                 log.debug("tagged %s: %s", r.arxiv_id, r.topic,
                           extra={"arxiv_id": r.arxiv_id, "adapter_version": r.adapter_version, "topic": r.topic})
         log.info(
             "batch done: %d tagged, %d dead-lettered, adapter %s",
-            len(outcome.tagged), len(outcome.dead), self.engine.adapter_version,
-            extra={"adapter_version": self.engine.adapter_version, "tagged": len(outcome.tagged),
-                   "dead_lettered": len(outcome.dead), "committed": outcome.committed},
+            len(batch.results), len(batch.dead), self.engine.adapter_version,
+            extra={"adapter_version": self.engine.adapter_version, "tagged": len(batch.results),
+                   "dead_lettered": len(batch.dead), "committed": batch.committed},
         )
-        return outcome
-
-    def _save(self, tagged: list[tuple[Paper, TagResult]]) -> bool:
-        """Write to the store, backing off while it is unavailable. False if asked to stop."""
-
-        def save() -> bool:
-            self.store.papers.save_tagged(tagged)
-            if self.topic_index:
-                self.topic_index.add(tagged)
-            return True
-
-        cfg = self.settings.tagger
-        return bool(with_store_retries(save, self.stopping, first_s=cfg.retry_backoff_s,
-                                       max_s=cfg.retry_backoff_max_s, what="store write"))
-
-    def _commit(self, records: list[ConsumerRecord]) -> bool:
-        try:
-            self.consumer.commit(batch_offsets(records))
-            return True
-        except CommitFailedError:
-            # The group rebalanced while we worked: the new owner replays these records and
-            # the store's upserts absorb the repeat.
-            log.warning("commit refused after a rebalance; the batch will be replayed")
-            return False
-        except KafkaError as exc:
-            # The coordinator is gone (broker restart): a later commit covers these offsets,
-            # or the batch is replayed; either way the store holds it once.
-            log.warning("commit failed (%s); the batch may be replayed", exc.__class__.__name__)
-            return False
+        return True

@@ -4,15 +4,16 @@ timeouts, retries with exponential back-off and full jitter, and a circuit break
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from tenacity import retry_if_exception
 
 from topictag import metrics
+from topictag.backoff import Backoff
 from topictag.schemas import Paper
 from topictag.settings import TeacherSettings
 from topictag.student.normalise import UNCLASSIFIED, normalise_topic
@@ -75,6 +76,7 @@ class OpenAITeacher:
         self.settings = settings
         self.model = settings.model
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+        self.backoff = Backoff(settings.backoff_s, settings.backoff_max_s)
         self.client = httpx.Client(
             base_url=settings.base_url.rstrip("/"),
             timeout=settings.timeout_s,
@@ -86,27 +88,38 @@ class OpenAITeacher:
         return list(self.pool.map(self._label_one, papers))
 
     def _label_one(self, paper: Paper) -> Answer:
-        cfg = self.settings
-        attempt, last = 0, ""
-        while True:
+        reasons: list[str] = []  # of the failed attempts, for a breaker that opens meanwhile
+
+        def attempt() -> Answer:
             if not self.breaker.allow():
-                return Failure(f"{last}; teacher circuit breaker is open" if last else "teacher circuit breaker is open")
-            started = time.monotonic()
+                return Failure("; ".join([*reasons[-1:], "teacher circuit breaker is open"]))
             try:
-                topic = self._ask(paper)
+                return self._timed_ask(paper)
             except TeacherError as exc:
-                metrics.TEACHER_REQUEST_SECONDS.labels("failure").observe(time.monotonic() - started)
-                metrics.TEACHER_FAILURES.labels(exc.reason.split(":", 1)[0]).inc()
-                self.breaker.failure()
-                if not exc.retryable or attempt == cfg.max_retries:
-                    return Failure(exc.reason)
-                # Full jitter: spreads the retries of many workers after an outage.
-                time.sleep(random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_s * 2**attempt)))
-                attempt, last = attempt + 1, exc.reason
-                continue
-            metrics.TEACHER_REQUEST_SECONDS.labels("success").observe(time.monotonic() - started)
-            self.breaker.success()
-            return topic
+                reasons.append(exc.reason)
+                raise
+
+        retrying = self.backoff.retrying(
+            retry_if_exception(lambda exc: isinstance(exc, TeacherError) and exc.retryable),
+            attempts=self.settings.max_retries + 1,
+        )
+        try:
+            return retrying(attempt)
+        except TeacherError as exc:
+            return Failure(exc.reason)
+
+    def _timed_ask(self, paper: Paper) -> str:
+        started = time.monotonic()
+        try:
+            topic = self._ask(paper)
+        except TeacherError as exc:
+            metrics.TEACHER_REQUEST_SECONDS.labels("failure").observe(time.monotonic() - started)
+            metrics.TEACHER_FAILURES.labels(exc.reason.split(":", 1)[0]).inc()
+            self.breaker.failure()
+            raise
+        metrics.TEACHER_REQUEST_SECONDS.labels("success").observe(time.monotonic() - started)
+        self.breaker.success()
+        return topic
 
     def _ask(self, paper: Paper) -> str:
         body = {

@@ -8,10 +8,11 @@ from contextlib import contextmanager
 
 from topictag.adapters.shipped import seed_shipped_adapter
 from topictag.bootstrap import Parts
-from topictag.bus.kafka import make_producer
+from topictag.bus.publish import Message, PublishFailed, ReliablePublisher
 from topictag.settings import Settings
-from topictag.store import open_store
 from topictag.trainer.pipeline import TrainingPipeline
+
+_RETAG_ATTEMPTS = 10
 
 
 @contextmanager
@@ -24,20 +25,21 @@ def training_pipeline(settings: Settings) -> Iterator[TrainingPipeline]:
 def retag_older_papers(settings: Settings, limit: int | None = None) -> int:
     """Republish papers tagged by any version but production, newest first, at
     ``trainer.retag_rate`` papers/s; the taggers re-tag them with the production adapter."""
-    store = open_store(settings.store_url)
-    try:
-        production = store.adapters.production()
-        current = production.version if production else "base"
-        papers = store.papers.tagged_by_other_than(current, limit)
-    finally:
-        store.close()
-    producer = make_producer(settings.kafka)
+    with Parts(settings) as parts:
+        production = parts.store.adapters.production()
+        papers = parts.store.papers.tagged_by_other_than(production.version if production else "base", limit)
+    # One paper at a time, each acknowledged before the next, so the rate holds; a paper the
+    # broker still refuses after the resends fails the job instead of vanishing.
+    publisher = ReliablePublisher(settings.kafka)
     try:
         interval = 1.0 / settings.trainer.retag_rate
         for paper in papers:
-            producer.send(settings.kafka.papers_topic, key=paper.arxiv_id, value=paper.to_bytes())
-            time.sleep(interval)
-        producer.flush()
+            started = time.monotonic()
+            message = Message(settings.kafka.papers_topic, paper.to_bytes(), key=paper.arxiv_id)
+            delivery = publisher.deliver([message], attempts=_RETAG_ATTEMPTS)
+            if not delivery.complete:
+                raise PublishFailed(delivery)
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
     finally:
-        producer.close(timeout=10)
+        publisher.close(timeout=10)
     return len(papers)

@@ -8,13 +8,14 @@ topic (PaperLimits) are the limits the API documents and checks: a paper over th
 # No `from __future__ import annotations`: FastAPI must see the body model built at run time
 # as an object, not as a name to look up in this module.
 import logging
-import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
-from kafka import KafkaProducer
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
+from topictag.backoff import Backoff
+from topictag.bus.kafka import make_producer
+from topictag.bus.publish import Message, ReliablePublisher
 from topictag.gateway.auth import AUTH_ERRORS, ApiKeyDep
 from topictag.gateway.protocol import ARXIV_ID, Day, errors
 from topictag.schemas import Paper
@@ -31,40 +32,30 @@ class PaperPublisher:
     """Publishes papers on the papers topic, keyed by arxiv_id. The producer is made on the
     first call, so a gateway that is never sent a paper never needs the broker."""
 
+    # A client waits on the answer: one quick resend, then 503 and the client tries again.
+    ATTEMPTS = 2
+
     def __init__(self, kafka: KafkaSettings, timeout_s: float = 10.0):
+        ms = int(timeout_s * 1000)
         self.kafka = kafka
-        self.timeout_s = timeout_s
-        self._producer: KafkaProducer | None = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> KafkaProducer:
-        from topictag.bus.kafka import make_producer
-
-        with self._lock:
-            if self._producer is None:
-                ms = int(self.timeout_s * 1000)
-                self._producer = make_producer(self.kafka, bootstrap_timeout_ms=ms, max_block_ms=ms)
-            return self._producer
+        self.publisher = ReliablePublisher(
+            factory=lambda: make_producer(kafka, bootstrap_timeout_ms=ms, max_block_ms=ms),
+            backoff=Backoff(0.2, 1.0), send_timeout_s=timeout_s,
+        )
 
     def publish(self, papers: list[Paper]) -> None:
         """Returns once the broker acknowledged every paper; raises BrokerUnavailable otherwise."""
         if not self.kafka.bootstrap:
             raise BrokerUnavailable("no Kafka broker is configured (TOPICTAG_KAFKA_BOOTSTRAP is unset)")
-        try:
-            producer = self._get()
-            futures = [producer.send(self.kafka.papers_topic, key=p.arxiv_id, value=p.to_bytes()) for p in papers]
-            producer.flush(timeout=self.timeout_s)
-            for future in futures:
-                future.get(timeout=self.timeout_s)
-        except Exception as exc:  # any broker failure is the same to the caller: try again later
-            log.warning("publishing %d papers failed: %r", len(papers), exc)
-            raise BrokerUnavailable(f"the broker did not take the papers ({exc.__class__.__name__}); try again") from None
+        messages = [Message(self.kafka.papers_topic, p.to_bytes(), key=p.arxiv_id) for p in papers]
+        delivery = self.publisher.deliver(messages, attempts=self.ATTEMPTS)
+        if not delivery.complete:  # any broker failure is the same to the caller: try again later
+            _, error = delivery.failed[0]
+            log.warning("publishing %d papers failed: %s", len(papers), error)
+            raise BrokerUnavailable(f"the broker did not take the papers ({error.split(':', 1)[0]}); try again")
 
     def close(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=10)
-                self._producer = None
+        self.publisher.close(timeout=10)
 
 
 class IngestOut(BaseModel):

@@ -1,10 +1,12 @@
-"""Wiring the trainer's work to the store, the bus and an evaluation engine."""
+"""Wiring the trainer's work to the store, the bus and an evaluation engine, and running
+its Celery worker or beat as a process."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 from sqlmodel import Session, col, select
 
@@ -15,7 +17,21 @@ from topictag.bus.kafka import make_producer
 from topictag.settings import Settings
 from topictag.store.models import PaperRecord
 from topictag.store.repository import open_store
+from topictag.trainer.celery_app import create_celery
 from topictag.trainer.pipeline import TrainingPipeline
+
+WORKER_ARGV = ["worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO",
+               "--without-mingle", "--without-gossip", "--without-heartbeat", "-Q", "topictag-trainer"]
+
+
+def run_trainer(settings: Settings, role: Literal["worker", "beat"], *, with_beat: bool = False) -> None:
+    """Run the trainer's Celery worker (``with_beat``: the beat schedule in the same process)
+    or the beat schedule alone (one per deployment)."""
+    app = create_celery(settings)
+    if role == "worker":
+        app.worker_main(WORKER_ARGV + (["--beat"] if with_beat else []))
+    else:
+        app.start(["beat", "--loglevel=INFO"])
 
 
 def _eval_engine(settings: Settings):

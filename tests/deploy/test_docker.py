@@ -1,9 +1,8 @@
-"""The Dockerfile: hadolint, one target per service running the real CLI, pinned bases,
-a non-root user, health checks and volumes."""
+"""The Dockerfile: hadolint, one target per service (what each runs: test_entrypoints.py),
+pinned bases, a non-root user, health checks and volumes."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 
@@ -78,12 +77,3 @@ def test_no_secret_is_baked_in():
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", ".topictag", "test-artifacts", ".git", ".env"} <= set(ignored)
 
-
-def service_commands() -> dict[str, list[str]]:
-    """The topictag argv each service target runs (ENTRYPOINT + CMD, exec form)."""
-    commands = {}
-    for target in SERVICE_TARGETS:
-        entry = json.loads(inherited(target, "ENTRYPOINT")[-1])
-        cmd = json.loads(inherited(target, "CMD")[-1])
-        commands[target] = entry + cmd
-    return commands

@@ -60,11 +60,13 @@ def test_tagger_follows_promotion_and_rollback(tmp_path, kafka, student_engine, 
     watch = ProductionAdapterWatch(AdapterRegistry(store), student_engine, BASE, consumer=model_event_consumer(kafka),
                                    resync_s=3600)
     papers = iter(sample_papers[300:])
+    tagged: set[str] = set()
 
     def tag_some(n: int) -> set[str]:
         batch = [next(papers) for _ in range(n)]
         publish_records(producer, kafka.papers_topic, batch)
         ids = {p["arxiv_id"] for p in batch}
+        tagged.update(ids)
         wait_until(lambda: all(store.papers.get(i) for i in ids), 120, f"{n} papers tagged")
         return {store.papers.get(i)[0].adapter_version for i in ids}
 
@@ -77,15 +79,21 @@ def test_tagger_follows_promotion_and_rollback(tmp_path, kafka, student_engine, 
             wait_until(lambda: student_engine.adapter_version == v1.version, 30, "the switch to v1")
             assert tag_some(2) == {v1.version}
 
-            # A corrupted adapter never reaches production; the tagger stays on v1.
+            # A corrupted adapter never reaches production: the registry keeps it a candidate,
+            # never promoted, and the tagger stays on v1.
             (lora_dirs[1] / "adapter_model.safetensors").write_bytes(b"not weights")
             with pytest.raises(AdapterRefused, match="checksum"):
                 registry.promote(v2.version, "test", BASE)
+            refused = registry.get(v2.version)
+            assert (refused.status, refused.promoted_at) == ("candidate", None)
+            assert registry.production().version == v1.version
             assert tag_some(2) == {v1.version}
 
             registry.rollback()
             wait_until(lambda: student_engine.adapter_version == "base", 30, "the rollback to the base model")
             assert tag_some(2) == {"base"}
+        # No topic from the refused version anywhere in the papers' histories.
+        assert {a.adapter_version for i in tagged for a in store.papers.get(i)[1]} == {"base", v1.version}
     finally:
         watch.close()
         announce.close()
@@ -97,7 +105,7 @@ def test_tagger_follows_promotion_and_rollback(tmp_path, kafka, student_engine, 
     consumer = make_consumer(kafka, f"check-{uuid.uuid4().hex[:6]}", kafka.tagged_topic)
     versions = [json.loads(r.value)["adapter_version"] for r in drain(consumer, 8)]
     consumer.close()
-    assert versions.count(v1.version) == 4 and versions.count("base") == 4
+    assert sorted(versions) == sorted(["base"] * 4 + [v1.version] * 4)
 
 
 def test_adapter_changed_after_promotion_is_refused_by_the_tagger(tmp_path, student_engine, lora_dirs):
@@ -113,5 +121,8 @@ def test_adapter_changed_after_promotion_is_refused_by_the_tagger(tmp_path, stud
     (path / "adapter_model.safetensors").write_bytes(b"corrupted after promotion")
     watch = ProductionAdapterWatch(registry, student_engine, BASE)
     watch.sync()
+    # The tagger's own refusal, with the reason; the registry is not changed by a tagger.
+    assert list(watch.refused) == [row.version] and "checksum" in watch.refused[row.version]
+    assert registry.get(row.version).status == "production"
     assert student_engine.adapter_version == "base"
     store.close()

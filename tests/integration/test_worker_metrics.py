@@ -3,13 +3,17 @@ they serve their Prometheus metrics, so the dashboard sees what they do."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 
+from tests.conftest import REPO
 from tests.e2e.test_stream import wait_until
 from topictag.bus.embedded import free_port
 from topictag.bus.kafka import ensure_topics, make_producer
@@ -25,8 +29,29 @@ def sample(text: str, name: str) -> float | None:
     return None
 
 
-def test_no_port_no_endpoint():
-    assert serve_metrics(None) is None
+def listening_ports() -> set[int]:
+    """TCP ports this process listens on (Linux: its socket fds matched in /proc/net/tcp*)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own fd, closed by now
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_without_a_port_no_listener_is_opened():
+    with socket.create_server(("127.0.0.1", 0)) as control:  # what the check sees
+        assert control.getsockname()[1] in listening_ports()
+    before = listening_ports()
+    serve_metrics(None)
+    assert listening_ports() == before
 
 
 def test_labeler_process_serves_its_metrics(tmp_path, kafka, bundle, teacher_labels):
@@ -40,7 +65,7 @@ def test_labeler_process_serves_its_metrics(tmp_path, kafka, bundle, teacher_lab
         "TOPICTAG_LABELER_SAMPLE_RATE": "1.0", "TOPICTAG_LABELER_GROUP_ID": f"labeler-{port}",
         "TOPICTAG_METRICS_PORT": str(port), "TOPICTAG_METRICS_HOST": "127.0.0.1",
     }
-    labeler = subprocess.Popen([sys.executable, "-m", "topictag", "labeler"], env=env, stdout=subprocess.DEVNULL,
+    labeler = subprocess.Popen([sys.executable, str(REPO / "services" / "labeler" / "main.py")], env=env, stdout=subprocess.DEVNULL,
                                stderr=open(tmp_path / "labeler.log", "wb"))
     url = f"http://127.0.0.1:{port}/metrics"
 

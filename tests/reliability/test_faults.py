@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from tests.conftest import REPO, make_settings
 from tests.e2e.test_stream import Tagger, wait_until
 from tests.conftest import fresh_store, make_settings
 from topictag.bus.kafka import ensure_topics, group_lag, make_producer
@@ -36,7 +37,7 @@ def tagger_process(settings, log_path):
         # The fault is in delivery, not inference: the transformers engine starts in seconds.
         "TOPICTAG_STUDENT_ENGINE": "transformers",
     }
-    return subprocess.Popen([sys.executable, "-m", "topictag", "tagger"], env=env, start_new_session=True,
+    return subprocess.Popen([sys.executable, str(REPO / "services" / "tagger" / "main.py")], env=env, start_new_session=True,
                             stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
 
 

@@ -1,4 +1,5 @@
-"""Wiring the trainer's work to the store, the bus and an evaluation engine."""
+"""Wiring the trainer's work to the store, the bus and an evaluation engine, and running
+its Celery worker or beat as a process."""
 
 from __future__ import annotations
 

@@ -78,3 +78,4 @@ def _key(message: Message) -> str | None:
 
 def publish_file(producer: KafkaProducer, topic: str, path: Path | str, limit: int | None = None) -> PublishReport:
     return publish_records(producer, topic, iter_paper_records(path, limit))
+

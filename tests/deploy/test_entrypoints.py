@@ -131,7 +131,7 @@ def calls(monkeypatch) -> list[tuple]:
             recorded.append((service, dict(list(bound.arguments.items())[1:])))
 
         monkeypatch.setattr(importlib.import_module(module), name, record)
-    for module in ("topictag.logs", "topictag.cli"):
+    for module in ("topictag.logs", "topictag.cli.services"):
         monkeypatch.setattr(f"{module}.setup_logging", lambda name, level=None: recorded.append(("logging", name)))
     return recorded
 

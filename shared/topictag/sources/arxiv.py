@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import signal
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -43,14 +44,14 @@ from pydantic import ValidationError
 from tenacity import RetryCallState
 
 from topictag.backoff import Backoff
-from topictag.ingest import PublishError, PublishReport
+from topictag.ingest import PublishError, PublishReport, publish_records
 from topictag.schemas import (
     InvalidPaper,
     check_limits,
     describe_validation_error,
     paper_from_record,
 )
-from topictag.settings import ArxivSettings, PaperLimits
+from topictag.settings import ArxivSettings, PaperLimits, Settings
 
 log = logging.getLogger(__name__)
 
@@ -554,3 +555,51 @@ class ArxivIngest:
 
 def _today() -> date:
     return datetime.now(UTC).date()
+
+
+def ingest_arxiv(
+    settings: Settings,
+    *,
+    protocol: Literal["api", "oai"] = "api",
+    categories: list[str] | None = None,
+    since: date | None = None,
+    limit: int | None = None,
+    follow: bool = False,
+    on_pass: Callable[[PollSummary], None] = print,
+    say: Callable[[str], None] = print,
+) -> PollSummary:
+    """Publish arXiv's new papers (and new versions) once each; with ``follow``, poll again
+    every ``arxiv.follow_interval_s`` until SIGINT or SIGTERM (``on_pass`` after each pass,
+``say`` for notices). Returns what was published;
+    raises ArxivError or PublishError after closing what it opened."""
+    from topictag.bus.kafka import ensure_topics, make_producer
+
+    topic = settings.kafka.papers_topic
+    ensure_topics(settings.kafka)
+    producer = make_producer(settings.kafka)
+    poller = ArxivIngest(settings.arxiv, settings.paper, SeenVersions(settings.arxiv_seen_file),
+                         lambda records: publish_records(producer, topic, records),
+                         protocol=protocol, categories=categories, since=since, limit=limit)
+
+    def stop(signum, _frame):
+        # A flag, not KeyboardInterrupt: an exception raised wherever the signal lands can be
+        # caught on its way up (a follower once went on passing after Ctrl-C). A second
+        # Ctrl-C interrupts at once.
+        say(f"{signal.Signals(signum).name}: stopping after the page being published")
+        poller.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if follow:
+            poller.follow(on_pass=on_pass)
+        else:
+            poller.poll_once()
+    except KeyboardInterrupt:
+        say("stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        poller.close()
+        producer.close()
+    return poller.total

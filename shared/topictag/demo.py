@@ -84,7 +84,7 @@ class Demo:
         self.started = time.monotonic()
         self.loop_watch: LoopWatch | None = None
         self.retagged = False
-        self.parts = Parts(settings)  # the demo's own view of the store
+        self.parts = Parts(settings)  # the demo's own view of the store (its settings are the store's)
 
     def say(self, message: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=self.out, flush=True)
@@ -97,7 +97,8 @@ class Demo:
             self.say(f"using Kafka at {kafka.bootstrap}")
         else:
             self.broker = EmbeddedBroker(kafka.embedded_port, log_file=self.log_dir / "broker.log").start()
-            kafka.bootstrap = self.broker.bootstrap
+            kafka = kafka.model_copy(update={"bootstrap": self.broker.bootstrap})
+            self.settings = self.settings.model_copy(update={"kafka": kafka})
             self.say(f"embedded Kafka-protocol broker (Tansu, in memory) at {kafka.bootstrap}")
         wait_for_broker(kafka)
         ensure_topics(kafka)
@@ -140,7 +141,8 @@ class Demo:
             port = free_port(gw.host)
             if gw.port:
                 self.say(f"port {gw.port} is taken; the gateway uses {port}")
-            gw.port = port
+            gw = gw.model_copy(update={"port": port})
+            self.settings = self.settings.model_copy(update={"gateway": gw})
         self.spawn("gateway", "gateway", "--host", gw.host, "--port", str(gw.port))
         url = f"http://{gw.host}:{gw.port}"
         deadline = time.monotonic() + 60

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, Table, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -29,6 +29,11 @@ class UTCDateTime(TypeDecorator):
 
 def _ts(**kw) -> Any:
     return Field(sa_column=Column(UTCDateTime(), **kw))
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model (SQLModel sets ``__table__``; its stubs do not declare it)."""
+    return model.__table__  # type: ignore[attr-defined]
 
 
 class PaperRecord(SQLModel, table=True):

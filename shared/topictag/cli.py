@@ -107,6 +107,7 @@ def broker(
 
     with EmbeddedBroker(port) as b:
         typer.echo(f"broker at {b.bootstrap}; Ctrl-C stops it")
+        assert b.process is not None  # started on entering the with
         try:
             b.process.wait()
         except KeyboardInterrupt:
@@ -512,6 +513,7 @@ def db_revision(message: Annotated[str, typer.Argument(help="What the migration 
     import tempfile
 
     from alembic import command
+    from alembic.script import Script
 
     from topictag.store import Store
     from topictag.store.schema import alembic_config, upgrade
@@ -524,6 +526,7 @@ def db_revision(message: Annotated[str, typer.Argument(help="What the migration 
                 script = command.revision(alembic_config(conn), message, autogenerate=True)
         finally:
             store.close()
+    assert isinstance(script, Script)  # one head, one new revision
     typer.echo(f"wrote {script.path}")
 
 

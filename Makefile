@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 PIP_EXTRA ?=
 ARGS ?=
 
-.PHONY: demo test install clean shipped-adapter
+.PHONY: demo test lint install clean shipped-adapter
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+
+# The library's lint and types (files and settings in pyproject.toml); tests, bench and
+# services are not held to ruff yet.
+lint: install
+	$(BIN)/ruff check shared/topictag
+	$(BIN)/mypy
 
 # Rebuilds data/adapter, the adapter that ships as v1 (data/README.md); the old one is kept
 # in data/adapter.previous until the next rebuild.

@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 PIP_EXTRA ?=
 ARGS ?=
 
-.PHONY: demo test test-fast install clean shipped-adapter
+.PHONY: demo test test-fast lint install clean shipped-adapter
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test: install
 # The fast tier (tests/unit): no model, broker or database server; under a minute.
 test-fast: install
 	$(BIN)/python -m pytest -m unit -q
+
+# The library's lint and types (files and settings in pyproject.toml); tests, bench and
+# services are not held to ruff yet.
+lint: install
+	$(BIN)/ruff check shared/topictag
+	$(BIN)/mypy
 
 # Rebuilds data/adapter, the adapter that ships as v1 (data/README.md); the old one is kept
 # in data/adapter.previous until the next rebuild.

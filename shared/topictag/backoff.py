@@ -73,6 +73,12 @@ class Backoff:
         )
 
 
+def attempt_error(state: RetryCallState) -> BaseException | None:
+    """The exception of the attempt just made, for a ``before_sleep`` or ``wait`` callback."""
+    assert state.outcome is not None, "tenacity calls these only after an attempt"
+    return state.outcome.exception()
+
+
 def _after(failures: int) -> RetryCallState:
     state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # waits read attempt_number only
     state.attempt_number = failures

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -180,12 +181,12 @@ class Demo:
             url = self.start_gateway()
             self.say(f"gateway serving at {url} (API docs at {url}/docs)")
             progress, seconds = self.stream(exit_when_done)
-            summary = {
+            summary: dict[str, Any] = {
                 "papers": progress.published,
                 "tagged": progress.tagged,
                 "dlq": progress.dlq,
                 "seconds": round(seconds, 1),
-                "papers_per_s": None if progress.rate() is None else round(progress.rate(), 2),
+                "papers_per_s": None if (rate := progress.rate()) is None else round(rate, 2),
                 "first_tag_s": round(progress.first_tag_at - self.started, 1) if progress.first_tag_at else None,
                 "first_topic": progress.first_topic,
                 "first_adapter_version": progress.first_adapter_version,

@@ -13,10 +13,12 @@ import functools
 import logging
 import time
 from pathlib import Path
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
 _BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+Dtype = Literal["bfloat16", "float16", "float32"]
 
 
 def cpuinfo_field(name: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
@@ -90,7 +92,7 @@ def bf16_gain(rounds: int = 3) -> float:
     return best[torch.float32] / best[torch.bfloat16]
 
 
-def resolve_dtype(dtype: str) -> str:
+def resolve_dtype(dtype: Dtype | Literal["auto"]) -> Dtype:
     """An explicit dtype as given; "auto" becomes bfloat16 where it is the fast choice, else
     float32 (float16 on a GPU without bf16)."""
     if dtype != "auto":

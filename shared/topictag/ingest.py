@@ -65,8 +65,8 @@ def publish_records(producer: KafkaProducer, topic: str, rows: Iterable[dict[str
         tp = TopicPartition(meta.topic, meta.partition)
         report.end_offsets[tp] = max(report.end_offsets.get(tp, 0), meta.offset + 1)
         report.published += 1
-        if m.key:
-            report.ids.append(_key(m))
+        if key := _key(m):
+            report.ids.append(key)
     if report.failed:
         raise PublishError(report)
     return report

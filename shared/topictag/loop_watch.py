@@ -67,6 +67,7 @@ class LoopWatch:
             t.outcome, t.version, t.detail = run.status, run.version, run.detail
             if run.version:
                 row = self.store.adapters.get(run.version)
+                assert row is not None  # an ended run with a version registered it
                 metrics = json.loads(row.metrics)
                 t.before = metrics.get("incumbent", {})
                 t.after = {k: v for k, v in metrics.items() if k not in ("incumbent", "incumbent_version")}

@@ -4,7 +4,7 @@ across services and the Grafana dashboard."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -124,6 +124,6 @@ def serve_metrics(port: int | None, host: str = "0.0.0.0") -> tuple[str, int] | 
     if port is None:
         return None
     server, _thread = start_http_server(port, addr=host)
-    bound = server.server_address[:2]
+    bound = cast(tuple[str, int], server.server_address[:2])  # an IP socket's address
     logging.getLogger(__name__).info("metrics at http://%s:%d/metrics", *bound)
     return bound

@@ -114,6 +114,7 @@ class ProductionAdapterWatch:
         try:
             self.engine.use_adapter(as_engine_adapter(row) if row else None)
         except AdapterLoadError as exc:  # checksum and base model fine, but not loadable here
+            assert row is not None  # only loading an adapter raises it
             self.refused[row.version] = str(exc)
             log.error("refusing adapter %s: %s; still serving %s", row.version, exc, old,
                       extra={"adapter_version": row.version, "serving": old})

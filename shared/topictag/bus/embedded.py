@@ -82,7 +82,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal reaches our handler, not the broker
         )
-        if out is not subprocess.DEVNULL:
+        if not isinstance(out, int):  # a log file, not subprocess.DEVNULL
             out.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

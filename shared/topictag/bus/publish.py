@@ -23,7 +23,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError
 from kafka.producer.future import RecordMetadata
 from tenacity import RetryCallState
 
-from topictag.backoff import Backoff, Stopped
+from topictag.backoff import Backoff, Stopped, attempt_error
 from topictag.bus.kafka import make_producer
 from topictag.settings import KafkaSettings
 
@@ -130,7 +130,7 @@ class ReliablePublisher:
         def before_sleep(state: RetryCallState) -> None:
             self.failures += 1
             log.warning("%d messages not acknowledged (%s); resending in %.1f s",
-                        len(pending), state.outcome.exception(), state.upcoming_sleep)
+                        len(pending), attempt_error(state), state.upcoming_sleep)
             self._discard()
 
         if pending:

@@ -105,6 +105,7 @@ def db_revision(message: Annotated[str, typer.Argument(help="What the migration 
     import tempfile
 
     from alembic import command
+    from alembic.script import Script
 
     from topictag.store import Store
     from topictag.store.schema import alembic_config, upgrade
@@ -117,6 +118,7 @@ def db_revision(message: Annotated[str, typer.Argument(help="What the migration 
                 script = command.revision(alembic_config(conn), message, autogenerate=True)
         finally:
             store.close()
+    assert isinstance(script, Script)  # one head, one new revision
     typer.echo(f"wrote {script.path}")
 
 

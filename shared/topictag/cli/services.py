@@ -90,6 +90,7 @@ def broker(
 
     with EmbeddedBroker(port) as b:
         typer.echo(f"broker at {b.bootstrap}; Ctrl-C stops it")
+        assert b.process is not None  # started on entering the with
         try:
             b.process.wait()
         except KeyboardInterrupt:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from topictag.consumer.batch import Batch
 
+E = TypeVar("E", bound=Exception)
 
-class Decode:
+
+class Decode(Generic[E]):
     """Decodes each record's value with ``decode``; a record it refuses with one of
     ``refused`` goes to ``batch.dead`` with ``reason(exc)`` and never stalls the partition."""
 
     def __init__(
         self,
         decode: Callable[[bytes], Any],
-        refused: type[Exception] | tuple[type[Exception], ...],
-        reason: Callable[[Exception], str] = str,
+        refused: type[E] | tuple[type[E], ...],
+        reason: Callable[[E], str] = str,
     ):
         self.decode, self.refused, self.reason = decode, refused, reason
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypedDict
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, params
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -35,6 +37,13 @@ STATIC = Path(__file__).parent / "static"
 
 
 STATISTICS_EVERY_S = 600
+
+
+class _RouterOptions(TypedDict, total=False):
+    """What ``include_router`` adds to every route of a router."""
+
+    dependencies: Sequence[params.Depends]
+    responses: dict[int | str, dict[str, Any]]
 
 
 def _keep_statistics(store: Store, stop: threading.Event) -> None:
@@ -128,7 +137,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     # Reads are open unless TOPICTAG_GATEWAY_READS_NEED_KEY; writes always need a key.
     # (The same dependency on a write route runs once: FastAPI caches it per request.)
-    keyed = {"dependencies": [Depends(require_api_key)], "responses": AUTH_ERRORS} if gateway.reads_need_key else {}
+    keyed: _RouterOptions = {"dependencies": [Depends(require_api_key)], "responses": AUTH_ERRORS} if gateway.reads_need_key else {}
     app.include_router(health.router)
     app.include_router(ingest.router(settings))
     for router in (papers.router(settings), topics.router, models.router, search.router, stats.router):

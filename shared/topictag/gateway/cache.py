@@ -66,6 +66,7 @@ class ReadCache:
             self._done(key)
 
     def _store(self, key: Hashable, value: T) -> T:
+        assert self._entries is not None  # reached only from get() with the cache on
         with self._lock:
             self._entries[key] = (value, time.monotonic())
         return value

@@ -10,6 +10,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Awaitable
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -76,7 +77,7 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self, send: Send) -> object:
+    def _too_large(self, send: Send) -> Awaitable[None]:
         detail = f"request body is over the {self.max_bytes}-byte limit ({_size(self.max_bytes)})"
         return send_json(send, 413, {"detail": detail, "limit_bytes": self.max_bytes})
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from kafka import KafkaConsumer, KafkaProducer
 from pydantic import ValidationError
@@ -83,6 +84,7 @@ class LabelerWorker:
         cfg = settings.labeler
         self.store_backoff = Backoff(cfg.retry_backoff_s, cfg.retry_backoff_max_s)
         self._next_parked_check = 0.0
+        decode: Decode[ValidationError] | Decode[InvalidPaper]
         if policy.reads_tagged:
             decode = Decode(TagResult.model_validate_json, ValidationError, reason=lambda exc: exc.errors()[0]["msg"])
         else:  # a paper the tagger dead-letters: nothing for the teacher
@@ -122,8 +124,8 @@ class LabelerWorker:
         batch.results, batch.messages = self._label([p for i, p in papers.items() if i not in done], attempts={})
 
     def _papers(self, sampled: list[Paper] | list[TagResult]) -> dict[str, Paper]:
-        if not self.policy.reads_tagged:
-            return {p.arxiv_id: p for p in sampled}
+        if not self.policy.reads_tagged:  # the batch holds papers
+            return {p.arxiv_id: p for p in cast(list[Paper], sampled)}
         # The text of a tagged paper comes from the store, written before its result was published.
         wanted = [r.arxiv_id for r in sampled]
         papers = {p.arxiv_id: p for p in self.store.papers.to_label(wanted)}

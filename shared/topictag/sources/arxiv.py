@@ -37,13 +37,13 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import httpx
 from pydantic import ValidationError
 from tenacity import RetryCallState
 
-from topictag.backoff import Backoff
+from topictag.backoff import Backoff, attempt_error
 from topictag.ingest import PublishError, PublishReport, publish_records
 from topictag.schemas import (
     InvalidPaper,
@@ -131,7 +131,7 @@ class PoliteClient:
         retries = self.settings.max_retries
 
         def log_retry(state: RetryCallState) -> None:
-            log.warning("%s: %s; retry %d of %d in %.1f s", url, state.outcome.exception(),
+            log.warning("%s: %s; retry %d of %d in %.1f s", url, attempt_error(state),
                         state.attempt_number, retries, state.upcoming_sleep)
 
         retrying = self.backoff.retrying(
@@ -164,7 +164,7 @@ class PoliteClient:
 
     def _wait(self, state: RetryCallState) -> float:
         """arXiv's Retry-After as sent; otherwise the back-off rule."""
-        retry_after = state.outcome.exception().retry_after_s
+        retry_after = cast(_Retryable, attempt_error(state)).retry_after_s  # it retries on _Retryable alone
         return retry_after if retry_after is not None else self.backoff.wait(state)
 
     def _keep_spacing(self) -> None:
@@ -257,9 +257,9 @@ def parse_atom_feed(root: ET.Element, limits: PaperLimits) -> tuple[int | None, 
             raise ArxivError(f"arXiv API error: {_gist(entry.findtext(f'{ATOM}summary') or raw_id)}")
         primary = entry.find(f"{ARXIV_ATOM}primary_category")
         categories = [c.get("term", "") for c in entry.findall(f"{ATOM}category")]
-        if primary is not None and primary.get("term") in categories:  # primary first, as in the files
-            categories.remove(primary.get("term"))
-            categories.insert(0, primary.get("term"))
+        if primary is not None and (term := primary.get("term")) in categories:  # primary first, as in the files
+            categories.remove(term)
+            categories.insert(0, term)
         try:
             entries.append(make_paper(
                 raw_id,

@@ -34,7 +34,7 @@ class Store:
         self.api_keys = ApiKeyRepository(self.engine)
         self.leases = LeaseRepository(self.engine)
 
-    def upgrade_schema(self) -> str:
+    def upgrade_schema(self) -> str | None:
         """Bring the schema to this release's (see ``topictag.store.schema``)."""
         from topictag.store.schema import upgrade
 

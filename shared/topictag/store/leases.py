@@ -7,9 +7,10 @@ from datetime import timedelta
 from sqlalchemy import delete, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from topictag.store.engine import utcnow
-from topictag.store.models import Lease
+from topictag.store.models import Lease, table_of
 
 
 class LeaseRepository:
@@ -23,19 +24,19 @@ class LeaseRepository:
         with self.engine.begin() as conn:
             taken = conn.execute(
                 update(Lease)
-                .where(Lease.name == name)
-                .where((Lease.expires_at < now) | (Lease.holder == holder))
+                .where(col(Lease.name) == name)
+                .where((col(Lease.expires_at) < now) | (col(Lease.holder) == holder))
                 .values(holder=holder, expires_at=expires)
             ).rowcount
         if taken:
             return True
         try:
             with self.engine.begin() as conn:
-                conn.execute(Lease.__table__.insert().values(name=name, holder=holder, expires_at=expires))
+                conn.execute(table_of(Lease).insert().values(name=name, holder=holder, expires_at=expires))
             return True
         except IntegrityError:  # held by someone else (or they inserted first)
             return False
 
     def release(self, name: str, holder: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+            conn.execute(delete(Lease).where(col(Lease.name) == name, col(Lease.holder) == holder))

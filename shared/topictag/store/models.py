@@ -4,8 +4,9 @@ adapter version gave a paper."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, Table, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -26,8 +27,13 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _ts(**kw) -> Field:
+def _ts(**kw) -> Any:
     return Field(sa_column=Column(UTCDateTime(), **kw))
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model (SQLModel sets ``__table__``; its stubs do not declare it)."""
+    return model.__table__  # type: ignore[attr-defined]
 
 
 class PaperRecord(SQLModel, table=True):
@@ -41,10 +47,10 @@ class PaperRecord(SQLModel, table=True):
     arxiv_id: str = Field(primary_key=True, max_length=64)
     title: str = ""
     abstract: str
-    categories: str = Field("", description="Space separated, as arXiv lists them.")
-    published: date | None = Field(None, index=True)
-    topic: str | None = Field(None, index=True, description="Topic from the latest tagging.")
-    adapter_version: str | None = Field(None, index=True)
+    categories: str = Field(default="", description="Space separated, as arXiv lists them.")
+    published: date | None = Field(default=None, index=True)
+    topic: str | None = Field(default=None, index=True, description="Topic from the latest tagging.")
+    adapter_version: str | None = Field(default=None, index=True)
     model: str | None = None
     tagged_at: datetime | None = _ts(nullable=True)
     ingested_at: datetime = _ts(nullable=False)
@@ -56,7 +62,7 @@ class TopicAssignment(SQLModel, table=True):
     __tablename__ = "topic_assignments"
     __table_args__ = (UniqueConstraint("arxiv_id", "adapter_version", name="uq_assignment_paper_version"),)
 
-    id: int | None = Field(None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     arxiv_id: str = Field(foreign_key="papers.arxiv_id", index=True, max_length=64)
     adapter_version: str = Field(max_length=64)
     topic: str
@@ -71,7 +77,7 @@ class TeacherLabel(SQLModel, table=True):
     __tablename__ = "teacher_labels"
     __table_args__ = (UniqueConstraint("arxiv_id", "teacher_model", name="uq_label_paper_teacher"),)
 
-    id: int | None = Field(None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     arxiv_id: str = Field(index=True, max_length=64)
     abstract: str = Field(description="Kept with the label: training needs it even if the paper row is absent.")
     title: str = ""
@@ -98,16 +104,16 @@ class AdapterVersion(SQLModel, table=True):
 
     __tablename__ = "adapter_versions"
 
-    id: int | None = Field(None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     version: str = Field(unique=True, max_length=32, description="v1, v2, ...")
     path: str
     sha256: str = Field(description="Of the adapter's files; also gives its vLLM LoRA id.")
     base_model: str
-    training_config: str = Field("{}", description="JSON")
-    label_snapshot: str = Field("{}", description="JSON: labels used (count, last label id, eval ids hash).")
-    metrics: str = Field("{}", description="JSON: scores on the frozen evaluation split.")
-    status: str = Field(AdapterStatus.CANDIDATE, index=True, description="An AdapterStatus: candidate, production, refused or retired.")
-    reason: str = Field("", description="Why it was promoted or refused.")
+    training_config: str = Field(default="{}", description="JSON")
+    label_snapshot: str = Field(default="{}", description="JSON: labels used (count, last label id, eval ids hash).")
+    metrics: str = Field(default="{}", description="JSON: scores on the frozen evaluation split.")
+    status: str = Field(default=AdapterStatus.CANDIDATE, index=True, description="An AdapterStatus: candidate, production, refused or retired.")
+    reason: str = Field(default="", description="Why it was promoted or refused.")
     created_at: datetime = _ts(nullable=False)
     promoted_at: datetime | None = _ts(nullable=True)
 
@@ -117,14 +123,14 @@ class TrainingRun(SQLModel, table=True):
 
     __tablename__ = "training_runs"
 
-    id: int | None = Field(None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     request_id: str = Field(unique=True, max_length=100)
     status: str = Field(index=True, description="A TrainingStatus: running, promoted, refused, skipped or failed.")
-    version: str | None = Field(None, max_length=32)
+    version: str | None = Field(default=None, max_length=32)
     detail: str = ""
     n_train: int = 0
     n_eval: int = 0
-    last_label_id: int = Field(0, description="Newest teacher label the run saw.")
+    last_label_id: int = Field(default=0, description="Newest teacher label the run saw.")
     started_at: datetime = _ts(nullable=False)
     finished_at: datetime | None = _ts(nullable=True)
 
@@ -144,7 +150,7 @@ class ApiKey(SQLModel, table=True):
 
     __tablename__ = "api_keys"
 
-    id: int | None = Field(None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, max_length=100)
     key_hash: str = Field(unique=True, max_length=64)
     created_at: datetime = _ts(nullable=False)
@@ -156,10 +162,10 @@ class TopicCluster(SQLModel, table=True):
 
     __tablename__ = "topic_clusters"
 
-    id: int | None = Field(None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     label: str = Field(description="The first topic of the cluster; the API shows its most common one.")
     centroid: bytes = Field(description="Mean unit embedding of its topics (float32).")
-    topics: int = Field(1, description="Distinct topic texts in the cluster.")
+    topics: int = Field(default=1, description="Distinct topic texts in the cluster.")
     created_at: datetime = _ts(nullable=False)
 
 

@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import cast
 
 from sqlalchemy import case, func, text, tuple_
 from sqlalchemy.engine import Engine
@@ -16,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from topictag.schemas import Paper, TagResult
 from topictag.store.engine import aware, upsert, utcnow
-from topictag.store.models import PaperRecord, TeacherLabel, TopicAssignment, TopicText
+from topictag.store.models import PaperRecord, TeacherLabel, TopicAssignment, TopicText, table_of
 
 
 class InvalidCursor(ValueError):
@@ -101,9 +102,9 @@ class PaperRepository:
             for _, r in tagged
         }
         with self.engine.begin() as conn:
-            conn.execute(upsert(self.engine, PaperRecord.__table__, ["arxiv_id"], _PAPER_UPDATES), list(papers.values()))
+            conn.execute(upsert(self.engine, table_of(PaperRecord), ["arxiv_id"], _PAPER_UPDATES), list(papers.values()))
             conn.execute(
-                upsert(self.engine, TopicAssignment.__table__, ["arxiv_id", "adapter_version"], _ASSIGNMENT_UPDATES),
+                upsert(self.engine, table_of(TopicAssignment), ["arxiv_id", "adapter_version"], _ASSIGNMENT_UPDATES),
                 list(assignments.values()),
             )
 
@@ -124,7 +125,7 @@ class PaperRepository:
         """Papers as summary rows (no abstract), in one query (search results)."""
         if not arxiv_ids:
             return {}
-        query = select(*_SUMMARY).where(col(PaperRecord.arxiv_id).in_(list(arxiv_ids)))
+        query = select(*_SUMMARY).where(col(PaperRecord.arxiv_id).in_(list(arxiv_ids)))  # type: ignore[call-overload]  # sqlmodel types select() up to 4 columns
         with Session(self.engine) as s:
             return {p.arxiv_id: p for p in s.exec(query).all()}
 
@@ -170,7 +171,7 @@ class PaperRepository:
         """Tagged papers, newest first, in pages that stay stable while new papers arrive."""
         # Plain rows of the summary columns: no abstracts, and no ORM objects to build (at 200
         # requests/s those were the gateway's largest cost after the query itself).
-        query = select(*_SUMMARY).where(_TAGGED)
+        query = select(*_SUMMARY).where(_TAGGED)  # type: ignore[call-overload]  # sqlmodel types select() up to 4 columns
         if topic:
             escaped = topic.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             if self.engine.dialect.name == "sqlite":  # its LIKE ignores case already; lower() per row triples a scan
@@ -216,7 +217,8 @@ class PaperRepository:
             .limit(limit)
         )
         with Session(self.engine) as s:
-            return [(t, n) for t, n in s.exec(query).all()]
+            rows = [(t, n) for t, n in s.exec(query).all()]
+        return cast(list[tuple[str, int]], rows)  # a tagged paper has a topic: save() writes both
 
     def count_tagged(self, adapter_version: str | None = None) -> int:
         """Tagged papers, or those whose current topic came from ``adapter_version``."""
@@ -244,12 +246,12 @@ class PaperRepository:
         with Session(self.engine) as s:
             return s.exec(select(func.max(PaperRecord.tagged_at))).one()
 
-    def student_and_teacher_topics(self) -> list[tuple[str | None, str, str]]:
+    def student_and_teacher_topics(self) -> list[tuple[str | None, str | None, str]]:
         """(adapter version, student topic, teacher topic) for every tagged paper the
         teacher labelled too."""
         query = (
             select(PaperRecord.adapter_version, PaperRecord.topic, TeacherLabel.topic)
-            .join(TeacherLabel, TeacherLabel.arxiv_id == PaperRecord.arxiv_id)
+            .join(TeacherLabel, col(TeacherLabel.arxiv_id) == col(PaperRecord.arxiv_id))
             .where(_TAGGED)
         )
         with Session(self.engine) as s:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tenacity import RetryCallState
 
 from topictag import metrics
-from topictag.backoff import Backoff, Stopped
+from topictag.backoff import Backoff, Stopped, attempt_error
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def with_store_retries(action: Callable[[], T], stopping: threading.Event, backo
     def before_sleep(state: RetryCallState) -> None:
         metrics.STORE_RETRIES.inc()
         log.warning("%s failed: store unavailable (%s); retrying in %.1f s", what,
-                    state.outcome.exception().__class__.__name__, state.upcoming_sleep)
+                    attempt_error(state).__class__.__name__, state.upcoming_sleep)
 
     try:
         return backoff.retrying(SQLAlchemyError, stopping=stopping, before_sleep=before_sleep)(action)

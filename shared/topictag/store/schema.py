@@ -46,7 +46,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def head() -> str:
     """The newest migration this release ships."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    newest = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert newest is not None, "the release ships its migrations"
+    return newest
 
 
 def current(engine: Engine) -> str | None:
@@ -79,8 +81,9 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Migrate the database to ``revision``; returns the revision it is at afterwards."""
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Migrate the database to ``revision``; returns the revision it is at afterwards (None:
+    at "base", no migration applied)."""
     with _migration_lock(engine), engine.begin() as conn:
         if MigrationContext.configure(conn).get_current_revision() is None and inspect(conn).has_table("papers"):
             # Made before migrations: complete it as the release before them did, then

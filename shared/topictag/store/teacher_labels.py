@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import pandas as pd
 from sqlalchemy import delete, func
@@ -12,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from topictag.schemas import Paper
 from topictag.store.engine import upsert, utcnow
-from topictag.store.models import ParkedPaper, TeacherLabel
+from topictag.store.models import ParkedPaper, TeacherLabel, table_of
 
 TRAINING_COLUMNS = ["label_id", "arxiv_id", "title", "abstract", "teacher_topic"]
 
@@ -28,7 +29,7 @@ class TeacherLabelRepository:
             for label in labels
         ]
         if rows:
-            statement = upsert(self.engine, TeacherLabel.__table__, ["arxiv_id", "teacher_model"], ["topic", "labelled_at"])
+            statement = upsert(self.engine, table_of(TeacherLabel), ["arxiv_id", "teacher_model"], ["topic", "labelled_at"])
             with self.engine.begin() as conn:
                 conn.execute(statement, rows)
 
@@ -42,11 +43,11 @@ class TeacherLabelRepository:
     def count(self, after_id: int = 0) -> int:
         """Labels stored, or those newer than label ``after_id``."""
         with Session(self.engine) as s:
-            return s.exec(select(func.count()).select_from(TeacherLabel).where(TeacherLabel.id > after_id)).one()
+            return s.exec(select(func.count()).select_from(TeacherLabel).where(col(TeacherLabel.id) > after_id)).one()
 
     def newest_id(self) -> int:
         with Session(self.engine) as s:
-            return s.exec(select(func.coalesce(func.max(TeacherLabel.id), 0))).one()
+            return cast(int, s.exec(select(func.coalesce(func.max(TeacherLabel.id), 0))).one())  # COALESCE: never NULL
 
     def last_labelled_at(self) -> datetime | None:
         with Session(self.engine) as s:
@@ -55,7 +56,7 @@ class TeacherLabelRepository:
     def training_frame(self) -> pd.DataFrame:
         """Every label, oldest first, as training rows (TRAINING_COLUMNS)."""
         query = select(TeacherLabel.id, TeacherLabel.arxiv_id, TeacherLabel.title, TeacherLabel.abstract,
-                       TeacherLabel.topic).order_by(col(TeacherLabel.id))
+                       TeacherLabel.topic).order_by(col(TeacherLabel.id))  # type: ignore[call-overload]  # sqlmodel types select() up to 4 columns
         with Session(self.engine) as s:
             rows = s.exec(query).all()
         return pd.DataFrame([tuple(r) for r in rows], columns=TRAINING_COLUMNS)
@@ -69,7 +70,7 @@ class ParkedPaperRepository:
         row = {"arxiv_id": paper.arxiv_id, "payload": paper.model_dump_json(), "reason": reason,
                "attempts": attempts, "parked_at": utcnow(), "next_attempt_at": retry_at}
         with self.engine.begin() as conn:
-            conn.execute(upsert(self.engine, ParkedPaper.__table__, ["arxiv_id"], ["reason", "attempts", "next_attempt_at"]), [row])
+            conn.execute(upsert(self.engine, table_of(ParkedPaper), ["arxiv_id"], ["reason", "attempts", "next_attempt_at"]), [row])
 
     def due(self, now: datetime, limit: int) -> list[ParkedPaper]:
         query = (select(ParkedPaper).where(col(ParkedPaper.next_attempt_at) <= now)

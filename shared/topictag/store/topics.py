@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import cast
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from topictag.store.engine import upsert, utcnow
-from topictag.store.models import PaperEmbedding, PaperRecord, TopicCluster, TopicText
+from topictag.store.models import PaperEmbedding, PaperRecord, TopicCluster, TopicText, table_of
 
 
 class TopicConflict(Exception):
@@ -51,16 +52,17 @@ class TopicRepository:
         """In one transaction: write ``clusters`` (new ones get ids) and the topic texts that
         joined them, each ``(text, position in clusters)``. Returns the clusters' ids."""
         with Session(self.engine) as s:
-            ids = []
+            ids: list[int] = []
             for state in clusters:
                 if state.id is None:
                     row = TopicCluster(label=state.label, centroid=state.centroid, topics=state.topics, created_at=utcnow())
                     s.add(row)
                     s.flush()
                 else:
-                    row = s.get(TopicCluster, state.id)
+                    row = s.get_one(TopicCluster, state.id)
                     row.centroid, row.topics = state.centroid, state.topics
                     s.add(row)
+                assert row.id is not None  # a stored row, or a new one after flush()
                 ids.append(row.id)
             for text, position in texts:
                 s.add(TopicText(topic=text, cluster_id=ids[position]))
@@ -75,13 +77,14 @@ class TopicRepository:
         """(cluster id, topic text, papers) for the topic texts papers carry now."""
         query = (
             select(TopicText.cluster_id, PaperRecord.topic, func.count().label("papers"))
-            .join(TopicText, TopicText.topic == PaperRecord.topic)
-            .group_by(TopicText.cluster_id, PaperRecord.topic)
+            .join(TopicText, col(TopicText.topic) == col(PaperRecord.topic))
+            .group_by(col(TopicText.cluster_id), col(PaperRecord.topic))
         )
         if cluster_ids is not None:
             query = query.where(col(TopicText.cluster_id).in_(list(cluster_ids)))
         with Session(self.engine) as s:
-            return [(c, t, n) for c, t, n in s.exec(query).all()]
+            rows = [(c, t, n) for c, t, n in s.exec(query).all()]
+        return cast(list[tuple[int, str, int]], rows)  # the join on topic leaves out papers without one
 
     def newest_published(self) -> date | None:
         with Session(self.engine) as s:
@@ -90,17 +93,18 @@ class TopicRepository:
     def clusters_published(self, after: date, until: date) -> list[tuple[date, int]]:
         """(publication day, cluster id) of each paper published in (after, until]."""
         query = (
-            select(PaperRecord.published, TopicText.cluster_id)
-            .join(TopicText, TopicText.topic == PaperRecord.topic)
+            select(col(PaperRecord.published), TopicText.cluster_id)
+            .join(TopicText, col(TopicText.topic) == col(PaperRecord.topic))
             .where(col(PaperRecord.published) > after, col(PaperRecord.published) <= until)
         )
         with Session(self.engine) as s:
-            return [(d, c) for d, c in s.exec(query).all()]
+            rows = [(d, c) for d, c in s.exec(query).all()]
+        return cast(list[tuple[date, int]], rows)  # the range on published leaves out papers without a day
 
     def save_embeddings(self, vectors: dict[str, bytes]) -> None:
         if vectors:
             with self.engine.begin() as conn:
-                conn.execute(upsert(self.engine, PaperEmbedding.__table__, ["arxiv_id"]),
+                conn.execute(upsert(self.engine, table_of(PaperEmbedding), ["arxiv_id"]),
                              [{"arxiv_id": k, "vector": v} for k, v in vectors.items()])
 
     def embeddings(self) -> list[tuple[str, bytes]]:

@@ -60,6 +60,8 @@ class Prediction:
 
 
 class StudentEngine(abc.ABC):
+    startup_s: float  # seconds it took to start, set by the factory (create_engine)
+
     def __init__(self, settings: Settings, model_path: str):
         self.settings = settings
         self.model_path = model_path

@@ -25,7 +25,7 @@ class TransformersEngine(StudentEngine):
             self._tokenizer.pad_token = self._tokenizer.eos_token
         dtype = _DTYPES[resolve_dtype(settings.student.dtype)]
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
+        self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(self.device).eval()  # type: ignore[arg-type]  # transformers' wrapped to() is typed unbound
         self.model = self.base
         self._loaded: set[str] = set()
 

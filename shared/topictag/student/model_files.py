@@ -61,8 +61,8 @@ def prepare_embedded_student(cache_dir: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=_GGUF_FILE)
     # A GGUF-loaded model refuses save_pretrained until its quantisation config is dropped;
     # the weights are already dequantised to float32 at this point.
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer.remove_quantization_config(model)
+    if (quantizer := getattr(model, "hf_quantizer", None)) is not None:
+        quantizer.remove_quantization_config(model)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_STUDENT}-", dir=target.parent))

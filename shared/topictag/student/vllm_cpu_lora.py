@@ -83,7 +83,7 @@ def _nonzero_slots(weights: torch.Tensor) -> list[bool]:
     cached = getattr(weights, "_topictag_nonzero", None)
     if cached is None or cached[0] != weights._version:
         cached = (weights._version, weights.flatten(1).any(dim=1).tolist())
-        weights._topictag_nonzero = cached
+        weights._topictag_nonzero = cached  # type: ignore[attr-defined]  # our own cache on the tensor
     return cached[1]
 
 

@@ -78,7 +78,7 @@ class VllmEngine(StudentEngine):
 
     def generate(self, conversations: list[list[dict[str, str]]]) -> list[Completion]:
         outputs = self.llm.chat(
-            conversations, self._sampling, use_tqdm=False, lora_request=self._lora_request()
+            conversations, self._sampling, use_tqdm=False, lora_request=self._lora_request()  # type: ignore[arg-type]  # vLLM types messages as TypedDicts; ours are plain dicts
         )
         return [self._completion(o.outputs[0]) for o in outputs]
 
@@ -88,7 +88,7 @@ class VllmEngine(StudentEngine):
         return SamplingParams(n=n, temperature=temperature, max_tokens=self.settings.student.max_new_tokens, seed=0)
 
     def sample(self, conversations: list[list[dict[str, str]]], n: int, temperature: float) -> list[list[str]]:
-        outputs = self.llm.chat(conversations, self._sampled(n, temperature), use_tqdm=False, lora_request=self._lora_request())
+        outputs = self.llm.chat(conversations, self._sampled(n, temperature), use_tqdm=False, lora_request=self._lora_request())  # type: ignore[arg-type]  # vLLM types messages as TypedDicts; ours are plain dicts
         return [[c.text for c in o.outputs] for o in outputs]
 
     def candidates(
@@ -98,7 +98,7 @@ class VllmEngine(StudentEngine):
         # the first's prefill through the prefix cache.
         k = len(conversations)
         outputs = self.llm.chat(
-            conversations + conversations,
+            conversations + conversations,  # type: ignore[arg-type]  # vLLM types messages as TypedDicts; ours are plain dicts
             [self._sampling] * k + [self._sampled(n, temperature)] * k,
             use_tqdm=False,
             lora_request=self._lora_request(),

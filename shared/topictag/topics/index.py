@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class TopicIndex:
 
     def _load(self) -> None:
         clusters = self.store.topics.clusters()
-        self._ids = [c.id for c in clusters]
+        self._ids = cast(list[int], [c.id for c in clusters])  # stored clusters have ids
         self._sizes = [c.topics for c in clusters]
         self._centroids = np.stack([from_blob(c.centroid) for c in clusters]) if clusters else np.zeros((0, 384), np.float32)
         self._loaded = True
@@ -101,4 +102,4 @@ class TopicIndex:
         saved = self.store.topics.save_clusters(states, [(topic, changed.index(p)) for topic, p in joined])
         for position, cluster_id in zip(changed, saved):
             ids[position] = cluster_id
-        self._ids, self._sizes, self._centroids = ids, sizes, centroids
+        self._ids, self._sizes, self._centroids = cast(list[int], ids), sizes, centroids  # new ones have theirs now

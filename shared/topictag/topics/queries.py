@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,9 @@ from topictag.embeddings import embed
 from topictag.hardware import cpu_bf16
 from topictag.store import Store
 from topictag.store.models import PaperRecord
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class SearchIndex:
         self.full_reload_every = full_reload_every
         self._ids: list[str] = []
         self._matrix = np.zeros((0, 384), dtype=np.float32)
-        self._coarse = None  # torch bf16 copy of _matrix, where the CPU computes bf16 natively
+        self._coarse: torch.Tensor | None = None  # torch bf16 copy of _matrix, where the CPU computes bf16 natively
         self._loaded_at = 0.0
         self._lock = threading.Lock()
         self._first_load = threading.Lock()

@@ -120,6 +120,7 @@ class TrainingPipeline:
         return self._finish(run, TrainingStatus.REFUSED, decision.reason, row.version)
 
     def _finish(self, run: TrainingRun, status: TrainingStatus, detail: str, version: str | None = None) -> TrainingOutcome:
+        assert run.id is not None  # a stored run (training_runs.start)
         run = self.store.training_runs.finish(run.id, status, detail, version)
         log.info("training %s: %s (%s)", run.request_id, status, detail,
                  extra={"request_id": run.request_id, "status": str(status), "adapter_version": version})

@@ -1,6 +1,7 @@
 # No `from __future__ import annotations`: the list route's limit is set per app, and
 # FastAPI must see its annotations as objects.
-from typing import Annotated
+from datetime import date
+from typing import Annotated, TypedDict
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -40,6 +41,19 @@ def get_paper(
     return PaperDetail.of_history(*found)
 
 
+class _ListQuery(TypedDict):
+    """The arguments of ``PaperRepository.list_tagged``; their values also key the cache."""
+
+    topic: str | None
+    published_from: date | None
+    published_to: date | None
+    adapter_version: str | None
+    category: str | None
+    cluster_id: int | None
+    cursor: str | None
+    limit: int
+
+
 def _list_papers(page_max: int):
     def list_papers(
         store: StoreDep,
@@ -62,7 +76,7 @@ def _list_papers(page_max: int):
         """Tagged papers, newest first, with cursor pagination."""
         if published_from and published_to and published_from > published_to:
             raise invalid("query", "published_from", "published_from is after published_to", str(published_from))
-        query = dict(
+        query = _ListQuery(
             topic=topic,
             published_from=published_from,
             published_to=published_to,

@@ -28,7 +28,7 @@ from topictag.gateway.cache import ReadCache
 from topictag.gateway.middleware import REQUEST_ID_HEADER, BodyLimit, ObserveLatency, RequestId, request_id_of
 from topictag.gateway.routes import health, ingest, models, papers, search, stats, topics
 from topictag.metrics import StoreCollector
-from topictag.settings import Settings, get_settings
+from topictag.settings import GatewaySettings, Settings, get_settings
 from topictag.store import Store
 from topictag.topics.queries import SearchIndex
 
@@ -57,12 +57,13 @@ def _keep_statistics(store: Store, stop: threading.Event) -> None:
             return
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def _lifespan(settings: Settings, store: Store | None):
+    """What the app holds while it runs: the store (a store passed in stays its caller's to
+    close), the registry, the task client, the search index, the read cache, the publisher."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        parts = Parts(settings)  # a store passed in stays its caller's to close
+        parts = Parts(settings)
         app.state.store = store or parts.store
         app.state.registry = lambda: AdapterRegistry(app.state.store, announce=parts.model_events)
         app.state.celery = lambda: parts.task_client
@@ -79,15 +80,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.papers_out.close()
         parts.close()
 
-    app = FastAPI(
-        title="topictag",
-        version="0.1.0",
-        description="Topics of research papers as they stream in, tagged by a self-distilling student LLM.",
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    gateway = settings.gateway
+    return lifespan
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
         # Clients get no stack trace or internals; the log keeps them, under the request id.
@@ -107,6 +103,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             exc.headers = {**(exc.headers or {}), "Allow": ", ".join(methods)}
         return await http_exception_handler(request, exc)
 
+
+def _add_middleware(app: FastAPI, gateway: GatewaySettings) -> None:
     # Outermost last: request id, then CORS (so refusals carry its headers too), body limit, latency.
     app.add_middleware(ObserveLatency)
     app.add_middleware(BodyLimit, max_bytes=gateway.max_body_bytes)
@@ -120,8 +118,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         )
     app.add_middleware(RequestId)
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+def _add_routes(app: FastAPI, settings: Settings) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     store_metrics = CollectorRegistry(auto_describe=False)
     store_metrics.register(StoreCollector(lambda: app.state.store))
 
@@ -137,11 +136,27 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     # Reads are open unless TOPICTAG_GATEWAY_READS_NEED_KEY; writes always need a key.
     # (The same dependency on a write route runs once: FastAPI caches it per request.)
-    keyed: _RouterOptions = {"dependencies": [Depends(require_api_key)], "responses": AUTH_ERRORS} if gateway.reads_need_key else {}
+    keyed: _RouterOptions = (
+        {"dependencies": [Depends(require_api_key)], "responses": AUTH_ERRORS} if settings.gateway.reads_need_key else {}
+    )
     app.include_router(health.router)
     app.include_router(ingest.router(settings))
     for router in (papers.router(settings), topics.router, models.router, search.router, stats.router):
         app.include_router(router, **keyed)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="topictag",
+        version="0.1.0",
+        description="Topics of research papers as they stream in, tagged by a self-distilling student LLM.",
+        lifespan=_lifespan(settings, store),
+    )
+    app.state.settings = settings
+    _add_error_handlers(app)
+    _add_middleware(app, settings.gateway)
+    _add_routes(app, settings)
     return app
 
 

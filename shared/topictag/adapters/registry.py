@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from topictag.lifecycle import AdapterStatus
@@ -84,26 +83,6 @@ def verify_adapter(row: AdapterVersion, base_model: str) -> None:
 
 def as_engine_adapter(row: AdapterVersion) -> Adapter:
     return Adapter(version=row.version, path=Path(row.path), lora_id=lora_id_for(row.sha256))
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reason: str
-
-
-def decide_promotion(candidate: dict, incumbent: dict, *, min_rouge_gain: float, max_bleu_drop: float) -> Decision:
-    """Promote only a candidate that beats the incumbent (production adapter or the base
-    model, scored on the same frozen split) on ROUGE-1 F by ``min_rouge_gain`` points
-    without losing more than ``max_bleu_drop`` BLEU-3 points."""
-    gain = candidate["rouge1_f"] - incumbent["rouge1_f"]
-    drop = incumbent["bleu3"] - candidate["bleu3"]
-    summary = f"ROUGE-1 F {candidate['rouge1_f']:.2f} vs {incumbent['rouge1_f']:.2f}, BLEU-3 {candidate['bleu3']:.2f} vs {incumbent['bleu3']:.2f}"
-    if gain < min_rouge_gain:
-        return Decision(False, f"not better: {summary} (needs +{min_rouge_gain} ROUGE-1 F)")
-    if drop > max_bleu_drop:
-        return Decision(False, f"BLEU-3 regressed: {summary} (at most -{max_bleu_drop} allowed)")
-    return Decision(True, f"better: {summary}")
 
 
 class AdapterRegistry:

@@ -12,9 +12,9 @@ import shutil
 import uuid
 from dataclasses import dataclass
 
-from topictag.adapters.registry import AdapterRegistry, as_engine_adapter, decide_promotion
+from topictag.adapters.registry import AdapterRegistry, as_engine_adapter
 from topictag.evaluation import score_engine
-from topictag.lifecycle import TrainingStatus
+from topictag.lifecycle import TrainingStatus, decide_promotion
 from topictag.settings import Settings
 from topictag.store import Store
 from topictag.store.models import TrainingRun

@@ -99,8 +99,10 @@ def test_dashboard_shows_stream_chart_search_and_clusters(gateway_url, browser):
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#stream li")) >= 10)
     assert "Federated Learning" in browser.find_element(By.ID, "stream").text
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#trend-chart polyline"))
-    assert browser.find_element(By.ID, "empty").get_attribute("hidden") is not None
+    # The panels load in parallel: the counts may come after the chart.
+    wait.until(lambda d: "papers tagged" in d.find_element(By.ID, "counts").text)
     assert "21 papers tagged" in browser.find_element(By.ID, "counts").text
+    assert browser.find_element(By.ID, "empty").get_attribute("hidden") is not None
 
     browser.find_element(By.ID, "q").send_keys("outliers in sensor signals over time")
     browser.find_element(By.CSS_SELECTOR, "#search-form button").click()

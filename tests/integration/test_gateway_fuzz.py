@@ -11,6 +11,9 @@ makes a longer, random search (locally, by hand).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -24,7 +27,8 @@ from tests.integration.test_store import tagged
 from topictag.adapters.registry import AdapterRegistry
 from topictag.gateway.app import create_app
 from topictag.gateway.auth import create_key
-from topictag.settings import GatewaySettings, KafkaSettings, Settings, StudentSettings
+from topictag.bus.embedded import EmbeddedBroker, free_port
+from topictag.settings import GatewaySettings, KafkaSettings, PathSettings, Settings, StoreSettings, StudentSettings
 from topictag.store import open_store
 from topictag.topics.index import TopicIndex
 
@@ -35,11 +39,16 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list
 
 
 # The app exists when the module is collected (schemathesis makes one test per operation
-# from its schema); the fixture below points its settings at a populated store and the
-# broker before the first request starts its lifespan. (schemathesis.pytest.from_fixture
-# would defer all of this, but fails on pytest 9.)
+# from its schema), so its (frozen) settings name a store and a broker port chosen now; the
+# fixture below fills that store and starts a broker on that port before the first request
+# starts the app's lifespan. (schemathesis.pytest.from_fixture would defer all of this, but
+# fails on pytest 9.)
+ROOT = Path(tempfile.mkdtemp(prefix="topictag-fuzz-"))
+BROKER_PORT = free_port()
 SETTINGS = Settings(
-    kafka=KafkaSettings(papers_topic="papers-fuzz", models_topic="models-fuzz"),
+    paths=PathSettings(data_dir=ROOT / "data"),
+    store=StoreSettings(url=f"sqlite:///{ROOT / 'store.db'}"),
+    kafka=KafkaSettings(bootstrap=f"127.0.0.1:{BROKER_PORT}", papers_topic="papers-fuzz", models_topic="models-fuzz"),
     student=StudentSettings(model_name=BASE),
     gateway=GatewaySettings(ingest_max_papers=5),
 )
@@ -52,22 +61,22 @@ schema.config.generation.update(deterministic="FUZZ_EXAMPLES" not in os.environ,
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, broker):
-    root = tmp_path_factory.mktemp("fuzz")
-    store = open_store(f"sqlite:///{root / 'store.db'}")
+def gateway():
+    store = open_store(SETTINGS.store_url)
     batch = [tagged(i, TOPICS[i % len(TOPICS)]) for i in range(40)]
     store.papers.save_tagged(batch)
     TopicIndex(store).add(batch)
     registry = AdapterRegistry(store)
-    register(registry, root, rouge=40.0)
-    register(registry, root, rouge=45.0)
+    register(registry, ROOT, rouge=40.0)
+    register(registry, ROOT, rouge=45.0)
     key = create_key(store, "fuzz")
     store.close()
-    SETTINGS.store.url = str(store.url)
-    SETTINGS.paths.data_dir = root / "data"
-    SETTINGS.kafka.bootstrap = broker.bootstrap
-    yield {"key": key}
-    asgi.shutdown_lifespans()  # the app's lifespan, started by the first request
+    try:
+        with EmbeddedBroker(BROKER_PORT, log_file=ROOT / "broker.log"):
+            yield {"key": key}
+            asgi.shutdown_lifespans()  # the app's lifespan, started by the first request
+    finally:
+        shutil.rmtree(ROOT, ignore_errors=True)
 
 
 def _checks(case) -> dict:

@@ -86,6 +86,7 @@ def test_default_limit_is_one_mib(client):
         ([paper(published=0)], "YYYY-MM-DD"),
         ([paper(published="2026-13-45")], "date"),
         ([paper(categories="cs.LG stat.ML")], "list"),
+        ([paper(categories=["\f" + "c" * 32])], "at most 32 characters"),  # measured as sent, not stripped
         ([paper(i) for i in range(101)], "at most 100 items"),
         ([], "at least 1 item"),
     ],

@@ -65,7 +65,9 @@ class IngestOut(BaseModel):
 
 def router(settings: Settings) -> APIRouter:
     limits, most = settings.paper, settings.gateway.ingest_max_papers
-    category = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    # Measured as sent, as the schema says (the model strips strings first by default):
+    # "\fcs.LG" plus 27 more characters is over the limit even though it strips to 32.
+    category = Annotated[str, StringConstraints(min_length=1, max_length=32, strip_whitespace=False)]
 
     class PaperIn(Paper):
         """A paper to tag. Its limits are the TOPICTAG_PAPER_* settings."""

@@ -32,5 +32,6 @@ def setup_logging(service: str, level: str | None = None) -> None:
     else:
         handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level or settings.level, handlers=[handler], force=True)
-    for noisy in ("kafka", "httpx", "urllib3"):
+    # alembic says which plugins it set up on every start; the store logs the upgrades it runs.
+    for noisy in ("kafka", "httpx", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -18,7 +18,7 @@ from sqlmodel import SQLModel
 
 from topictag.schemas import Paper, TagResult
 from topictag.store import Store, open_store
-from topictag.store.schema import BASELINE, current, head
+from topictag.store.schema import BASELINE, current, head, upgrade
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -60,9 +60,15 @@ def test_migrated_schema_is_the_models(empty_url):
 
 
 def test_database_from_before_migrations_is_adopted_with_its_rows(empty_url):
-    # What the release before migrations did at start: create the tables directly.
+    # The release before migrations created its tables directly: the baseline's schema, with
+    # no alembic_version. It had a paper and a topic cluster.
     old = Store(empty_url)
-    SQLModel.metadata.create_all(old.engine)
+    upgrade(old.engine, BASELINE)
+    with old.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+        conn.execute(sa.text("INSERT INTO topic_clusters (label, centroid, topics, created_at) "
+                             "VALUES ('Graph Neural Networks', :v, 1, :at)"),
+                     {"v": b"\0" * 1536, "at": datetime(2026, 11, 1, tzinfo=UTC)})
     old.papers.save_tagged([tagged("2501.00001")])
     assert current(old.engine) is None
     old.close()
@@ -82,6 +88,7 @@ def test_database_from_before_migrations_is_adopted_with_its_rows(empty_url):
         with store.engine.connect() as conn:
             stamped = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
         assert stamped == [head()] and head() >= BASELINE
+        assert [(c.label, c.revision) for c in store.topics.clusters()] == [("Graph Neural Networks", 0)]
         found = store.papers.get("2501.00001")
         assert found is not None and found[0].topic == "Graph Neural Networks"
         assert found[0].tagged_at == datetime(2026, 11, 1, tzinfo=UTC)  # read back aware, in UTC

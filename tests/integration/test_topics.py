@@ -161,3 +161,72 @@ def test_trends_and_rising(store):
     assert set(labels) == {"Federated Learning", "Diffusion Models"}
     assert body["rising"][0]["label"] == "Diffusion Models"
     assert all(sum(s["counts"]) > 0 for s in body["series"])
+
+
+# Wordings of six topic families: every pair within a family is at least 0.87 cosine apart
+# at most 0.45 across, so clustering them in any order (3,000 orders simulated) gives one
+# cluster per family; a replica deciding without the others' clusters gives more.
+FAMILIES = [
+    ["Anomaly Detection in Time Series", "Time Series Anomaly Detection", "Anomaly Detection for Time Series",
+     "Time-Series Anomaly Detection"],
+    ["Federated Learning", "Federated Learning Systems", "Federated Learning Methods", "Federated Learning Algorithms"],
+    ["Graph Neural Networks for Molecules", "Molecular Graph Neural Networks", "Graph Neural Networks for Molecular Graphs"],
+    ["Protein Structure Prediction", "Prediction of Protein Structure", "Protein Structure Prediction Methods"],
+    ["Reinforcement Learning for Robotics", "Robotic Reinforcement Learning", "Reinforcement Learning in Robotics"],
+    ["Large Language Model Evaluation", "Evaluation of Large Language Models", "Evaluating Large Language Models"],
+]
+
+
+def family_stream(papers: int = 60) -> list[list]:
+    """Batches of 5 papers whose topics walk through every family's wordings in turn."""
+    texts = [t for family in FAMILIES for t in family]
+    stream = [tagged(i, texts[(i * 7) % len(texts)]) for i in range(papers)]
+    return [stream[i : i + 5] for i in range(0, papers, 5)]
+
+
+def clusters_by_text(store) -> set[frozenset[str]]:
+    by_cluster: dict[int, set[str]] = {}
+    for cluster_id, topic, _ in store.topics.cluster_topic_counts():
+        by_cluster.setdefault(cluster_id, set()).add(topic)
+    return {frozenset(texts) for texts in by_cluster.values()}
+
+
+def test_one_tagger_makes_one_cluster_per_family(store):
+    index = TopicIndex(store, threshold=0.85)
+    for batch in family_stream():
+        store.papers.save_tagged(batch)
+        index.add(batch)
+    assert clusters_by_text(store) == {frozenset(f) for f in FAMILIES}
+
+
+def test_three_taggers_make_the_same_clusters_as_one(store):
+    """Three replicas (each its own store connection and index) take the stream's batches
+    round-robin at the same time; a replica that started before the others' clusters existed
+    must still join them."""
+    import threading
+
+    from topictag.store import Store
+
+    batches = family_stream()
+    replicas = [Store(store.url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def tagger(n: int) -> None:
+        index = TopicIndex(replicas[n], threshold=0.85)
+        index.add(batches[n][:1])  # loaded its view of the clusters before the others wrote
+        try:
+            for batch in batches[n::3]:
+                replicas[n].papers.save_tagged(batch)
+                index.add(batch)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=tagger, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for replica in replicas:
+        replica.close()
+    assert errors == []
+    assert clusters_by_text(store) == {frozenset(f) for f in FAMILIES}

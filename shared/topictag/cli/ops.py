@@ -108,14 +108,16 @@ def db_revision(message: Annotated[str, typer.Argument(help="What the migration 
     from alembic.script import Script
 
     from topictag.store import Store
-    from topictag.store.schema import alembic_config, upgrade
+    from topictag.store.schema import alembic_config, head, upgrade
 
     with tempfile.TemporaryDirectory() as scratch:
         store = Store(f"sqlite:///{scratch}/schema.db")
         try:
             upgrade(store.engine)
             with store.engine.begin() as conn:
-                script = command.revision(alembic_config(conn), message, autogenerate=True)
+                # Numbered in order (0001, 0002, ...), so the folder lists the history.
+                rev_id = f"{int(head()) + 1:04d}"
+                script = command.revision(alembic_config(conn), message, autogenerate=True, rev_id=rev_id)
         finally:
             store.close()
     assert isinstance(script, Script)  # one head, one new revision

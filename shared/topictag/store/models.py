@@ -167,6 +167,11 @@ class TopicCluster(SQLModel, table=True):
     centroid: bytes = Field(description="Mean unit embedding of its topics (float32).")
     topics: int = Field(default=1, description="Distinct topic texts in the cluster.")
     created_at: datetime = _ts(nullable=False)
+    revision: int = Field(
+        default=0, index=True, sa_column_kwargs={"server_default": "0"},
+        description="Raised on every write (one more than the highest so far): a tagger reads the clusters "
+        "other taggers wrote since its last look by revision.",
+    )
 
 
 class TopicText(SQLModel, table=True):

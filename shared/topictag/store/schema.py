@@ -3,8 +3,9 @@
 ``upgrade`` runs at service start and from ``topictag db upgrade``. Services start
 together, so it holds a lock while it migrates: a PostgreSQL advisory lock, or a file
 lock beside a SQLite database. A database made before topictag had migrations (its
-tables created directly, no ``alembic_version``) is adopted: tables or indexes it lacks
-are added, it is stamped with the baseline, and later migrations run as usual.
+tables created directly, no ``alembic_version``) is adopted: the releases before
+migrations completed their schema at every start, and the baseline migration is that
+schema, so it is stamped with the baseline and later migrations run as usual.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import SQLModel
 
 import topictag.store.models  # noqa: F401  (the tables the metadata must hold)
 
@@ -86,12 +86,6 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     at "base", no migration applied)."""
     with _migration_lock(engine), engine.begin() as conn:
         if MigrationContext.configure(conn).get_current_revision() is None and inspect(conn).has_table("papers"):
-            # Made before migrations: complete it as the release before them did, then
-            # record that it is at the baseline.
-            SQLModel.metadata.create_all(conn)
-            for table in SQLModel.metadata.sorted_tables:
-                for index in table.indexes:
-                    index.create(conn, checkfirst=True)
             command.stamp(alembic_config(conn), BASELINE)
             log.info("adopted a database made before migrations: stamped %s", BASELINE)
         before = MigrationContext.configure(conn).get_current_revision()

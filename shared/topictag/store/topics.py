@@ -29,16 +29,19 @@ class ClusterState:
     label: str
     centroid: bytes
     topics: int
+    revision: int = 0
 
 
 class TopicRepository:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def clusters(self) -> list[ClusterState]:
+    def clusters(self, since_revision: int = -1) -> list[ClusterState]:
+        """Clusters written after ``since_revision`` (all by default), by id."""
+        query = select(TopicCluster).where(col(TopicCluster.revision) > since_revision).order_by(col(TopicCluster.id))
         with Session(self.engine) as s:
-            rows = s.exec(select(TopicCluster).order_by(col(TopicCluster.id))).all()
-        return [ClusterState(r.id, r.label, r.centroid, r.topics) for r in rows]
+            rows = s.exec(query).all()
+        return [ClusterState(r.id, r.label, r.centroid, r.topics, r.revision) for r in rows]
 
     def cluster_exists(self, cluster_id: int) -> bool:
         with Session(self.engine) as s:
@@ -48,19 +51,22 @@ class TopicRepository:
         with Session(self.engine) as s:
             return set(s.exec(select(TopicText.topic).where(col(TopicText.topic).in_(list(topics)))).all())
 
-    def save_clusters(self, clusters: Sequence[ClusterState], texts: Sequence[tuple[str, int]]) -> list[int]:
+    def save_clusters(self, clusters: Sequence[ClusterState], texts: Sequence[tuple[str, int]]) -> tuple[list[int], int]:
         """In one transaction: write ``clusters`` (new ones get ids) and the topic texts that
-        joined them, each ``(text, position in clusters)``. Returns the clusters' ids."""
+        joined them, each ``(text, position in clusters)``, all at the next revision. Returns
+        the clusters' ids and that revision."""
         with Session(self.engine) as s:
+            revision = s.exec(select(func.coalesce(func.max(TopicCluster.revision), 0))).one() + 1
             ids: list[int] = []
             for state in clusters:
                 if state.id is None:
-                    row = TopicCluster(label=state.label, centroid=state.centroid, topics=state.topics, created_at=utcnow())
+                    row = TopicCluster(label=state.label, centroid=state.centroid, topics=state.topics,
+                                       created_at=utcnow(), revision=revision)
                     s.add(row)
                     s.flush()
                 else:
                     row = s.get_one(TopicCluster, state.id)
-                    row.centroid, row.topics = state.centroid, state.topics
+                    row.centroid, row.topics, row.revision = state.centroid, state.topics, revision
                     s.add(row)
                 assert row.id is not None  # a stored row, or a new one after flush()
                 ids.append(row.id)
@@ -71,7 +77,7 @@ class TopicRepository:
             except IntegrityError as exc:
                 s.rollback()
                 raise TopicConflict(str(exc.orig)) from exc
-        return ids
+        return ids, revision
 
     def cluster_topic_counts(self, cluster_ids: Sequence[int] | None = None) -> list[tuple[int, str, int]]:
         """(cluster id, topic text, papers) for the topic texts papers carry now."""

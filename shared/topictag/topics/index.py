@@ -10,8 +10,13 @@ Molecules" and "Federated Learning" (0.15) do not.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import cast
 
 import numpy as np
@@ -36,40 +41,71 @@ def from_blob(b: bytes) -> np.ndarray:
     return np.frombuffer(b, dtype=np.float32)
 
 
+# The store lease a tagger holds while it clusters: replicas take turns, each deciding against
+# every cluster written before its turn. A crashed holder's lease lapses after the TTL.
+CLUSTERING_LEASE = "topic-clusters"
+CLUSTERING_LEASE_TTL_S = 30.0
+
+
 class TopicIndex:
+    """One set of clusters however many taggers run: a tagger clusters a batch's new topic
+    texts while it holds ``CLUSTERING_LEASE``, after reading the clusters other taggers wrote
+    since its last look (by their revision), so no two replicas start separate clusters for
+    one topic family."""
+
     def __init__(self, store: Store, threshold: float = 0.85):
         self.store = store
         self.threshold = threshold
         self._lock = threading.Lock()
         self._ids: list[int] = []
+        self._position: dict[int, int] = {}  # cluster id -> its row in _centroids
         self._centroids = np.zeros((0, 384), dtype=np.float32)
         self._sizes: list[int] = []
-        self._loaded = False
+        self._revision = -1  # the newest cluster revision read
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def _load(self) -> None:
-        clusters = self.store.topics.clusters()
-        self._ids = cast(list[int], [c.id for c in clusters])  # stored clusters have ids
-        self._sizes = [c.topics for c in clusters]
-        self._centroids = np.stack([from_blob(c.centroid) for c in clusters]) if clusters else np.zeros((0, 384), np.float32)
-        self._loaded = True
+    def _sync(self) -> None:
+        """Read the clusters written since the last look (all of them the first time)."""
+        added: list[np.ndarray] = []
+        for cluster in self.store.topics.clusters(since_revision=self._revision):
+            assert cluster.id is not None  # stored clusters have ids
+            vector = from_blob(cluster.centroid)
+            if cluster.id in self._position:
+                self._centroids[self._position[cluster.id]] = vector
+                self._sizes[self._position[cluster.id]] = cluster.topics
+            else:
+                self._position[cluster.id] = len(self._ids)
+                self._ids.append(cluster.id)
+                self._sizes.append(cluster.topics)
+                added.append(vector)
+            self._revision = max(self._revision, cluster.revision)
+        if added:
+            self._centroids = np.vstack([self._centroids, *[v[None, :] for v in added]])
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        leases = self.store.leases
+        while not leases.acquire(CLUSTERING_LEASE, self._holder, CLUSTERING_LEASE_TTL_S):
+            time.sleep(0.05)
+        try:
+            yield
+        finally:
+            leases.release(CLUSTERING_LEASE, self._holder)
 
     def add(self, tagged: Sequence[tuple[Paper, TagResult]]) -> None:
         """Index a stored batch: cluster its new topic texts and embed its papers."""
         if not tagged:
             return
+        topics = {r.topic for _, r in tagged}
         with self._lock:
-            if not self._loaded:
-                self._load()
-            for _ in range(3):
+            with self._turn():
+                self._sync()
                 try:
-                    self._cluster_new_topics({r.topic for _, r in tagged})
-                    break
+                    self._cluster_new_topics(topics)
                 except TopicConflict:
-                    # Another tagger clustered some of these texts first: theirs stand. Read
-                    # its clusters and place the texts still new.
-                    self._load()
-            else:
-                log.warning("topic texts left unclustered after 3 conflicts; `topictag reindex` places them")
+                    # Written by a holder whose lease had lapsed: theirs stand; place the rest.
+                    self._sync()
+                    self._cluster_new_topics(topics)
             vectors = embed([paper_text(p.title, r.topic) for p, r in tagged])
             self.store.topics.save_embeddings({p.arxiv_id: to_blob(v) for (p, _), v in zip(tagged, vectors)})
 
@@ -99,7 +135,10 @@ class TopicIndex:
                 joined.append((topic, len(ids) - 1))
         changed = sorted({position for _, position in joined})
         states = [ClusterState(ids[p], labels.get(p, ""), to_blob(centroids[p]), sizes[p]) for p in changed]
-        saved = self.store.topics.save_clusters(states, [(topic, changed.index(p)) for topic, p in joined])
+        saved, revision = self.store.topics.save_clusters(states, [(topic, changed.index(p)) for topic, p in joined])
         for position, cluster_id in zip(changed, saved):
             ids[position] = cluster_id
+            self._position[cluster_id] = position
         self._ids, self._sizes, self._centroids = cast(list[int], ids), sizes, centroids  # new ones have theirs now
+        if revision == self._revision + 1:  # nothing else was written since our look
+            self._revision = revision

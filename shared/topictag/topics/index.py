@@ -98,14 +98,15 @@ class TopicIndex:
             return
         topics = {r.topic for _, r in tagged}
         with self._lock:
-            with self._turn():
-                self._sync()
-                try:
-                    self._cluster_new_topics(topics)
-                except TopicConflict:
-                    # Written by a holder whose lease had lapsed: theirs stand; place the rest.
+            if topics - self.store.topics.known_texts(sorted(topics)):  # a turn only for new texts
+                with self._turn():
                     self._sync()
-                    self._cluster_new_topics(topics)
+                    try:
+                        self._cluster_new_topics(topics)
+                    except TopicConflict:
+                        # Written by a holder whose lease had lapsed: theirs stand; place the rest.
+                        self._sync()
+                        self._cluster_new_topics(topics)
             vectors = embed([paper_text(p.title, r.topic) for p, r in tagged])
             self.store.topics.save_embeddings({p.arxiv_id: to_blob(v) for (p, _), v in zip(tagged, vectors)})
 

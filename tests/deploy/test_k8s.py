@@ -5,15 +5,18 @@ rules of a GPU deployment hold."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
-from tests.deploy.conftest import containers, render, workloads
+from tests.deploy.conftest import containers, render, tool, workloads
 
 K8S_VERSION = "1.33.0"  # the oldest Kubernetes the manifests promise to work on
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -153,7 +156,10 @@ def test_keda_never_scales_past_the_partitions_of_the_papers_topic(rendered):
     deployments = by_kind(objects, "Deployment")
     for so in by_kind(objects, "ScaledObject").values():
         (trigger,) = so["spec"]["triggers"]
-        assert trigger["type"] == "kafka" and trigger["metadata"]["topic"] == "papers"
+        assert trigger["type"] == "kafka"
+        watched = by_kind(objects, "KafkaTopic").get(trigger["metadata"]["topic"])
+        if watched:
+            assert watched["spec"]["partitions"] >= so["spec"]["maxReplicaCount"]
         assert 1 <= so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"] <= partitions
         # KEDA owns the replica count of what it scales.
         assert "replicas" not in deployments[so["spec"]["scaleTargetRef"]["name"]]["spec"]
@@ -213,3 +219,78 @@ def test_worker_metrics_are_served_and_scraped():
             policy = by_kind(objects, "NetworkPolicy")[name]
             assert "Ingress" in policy["spec"]["policyTypes"]
             assert {"protocol": "TCP", "port": port} in [p for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+
+
+def consumed(objects, monkeypatch, tmp_path) -> dict[str, tuple[str, str]]:
+    """(topic, consumer group) each scaled worker reads, resolved by topictag's own settings
+    from the config map, as the pods would."""
+    from topictag.labeler.sampling import labeler_topic
+    from topictag.settings import Settings
+
+    config = by_kind(objects, "ConfigMap")["topictag-config"]["data"]
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in [n for n in os.environ if n.startswith("TOPICTAG_")]:
+        monkeypatch.delenv(name)
+    for key, value in config.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    return {"topictag-tagger": (settings.kafka.papers_topic, settings.tagger.group_id),
+            "topictag-labeler": (labeler_topic(settings), settings.labeler.group_id)}
+
+
+def _assert_triggers_follow_the_config(objects, monkeypatch, tmp_path):
+    expected = consumed(objects, monkeypatch, tmp_path)
+    for name, so in by_kind(objects, "ScaledObject").items():
+        (trigger,) = so["spec"]["triggers"]
+        assert (trigger["metadata"]["topic"], trigger["metadata"]["consumerGroup"]) == expected[name], name
+
+
+def test_keda_triggers_watch_what_each_worker_consumes(rendered, monkeypatch, tmp_path):
+    """A trigger on another topic or group than the worker's scales on a lag nobody works off."""
+    _, objects = rendered
+    _assert_triggers_follow_the_config(objects, monkeypatch, tmp_path)
+
+
+def test_labeler_confidence_component_moves_policy_and_trigger_together(monkeypatch, tmp_path):
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    k8s = os.path.relpath(Path(__file__).resolve().parents[2] / "k8s", overlay)  # kustomize wants relative roots
+    (overlay / "kustomization.yaml").write_text(
+        f"resources: [{k8s}/overlays/gpu]\ncomponents: [{k8s}/components/labeler-confidence]\n")
+    out = subprocess.run([tool("kubectl"), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(overlay)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    objects = [d for d in yaml.safe_load_all(out) if d]
+    assert by_kind(objects, "ConfigMap")["topictag-config"]["data"]["TOPICTAG_LABELER_POLICY"] == "confidence"
+    _assert_triggers_follow_the_config(objects, monkeypatch, tmp_path)
+    (trigger,) = by_kind(objects, "ScaledObject")["topictag-labeler"]["spec"]["triggers"]
+    assert trigger["metadata"]["topic"] == "papers.tagged"
+
+
+def test_keda_damps_scale_down_with_the_hpa_window(rendered):
+    """cooldownPeriod only acts when scaling to zero; with a minimum of 1 the knob that
+    damps scale-down is the HPA behaviour's stabilization window."""
+    _, objects = rendered
+    for name, so in by_kind(objects, "ScaledObject").items():
+        if so["spec"]["minReplicaCount"] >= 1:
+            assert "cooldownPeriod" not in so["spec"], f"{name}: cooldownPeriod does nothing above zero"
+        behavior = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300, name
+
+
+def test_images_come_from_a_registry(rendered):
+    """Every topictag image is mapped by the overlay's kustomize images: block (a registry,
+    and the place to pin digests)."""
+    overlay, objects = rendered
+    for w in workloads(objects):
+        for c in containers(w):
+            if "topictag/" in c["image"]:
+                assert not c["image"].startswith("topictag/"), f"{overlay}: {c['image']} has no registry"
+
+
+def test_rwx_volumes_name_a_storage_class(rendered):
+    """The cluster's default class is usually ReadWriteOnce: an RWX claim without a class
+    stays Pending."""
+    _, objects = rendered
+    for name, pvc in by_kind(objects, "PersistentVolumeClaim").items():
+        if "ReadWriteMany" in pvc["spec"]["accessModes"]:
+            assert pvc["spec"].get("storageClassName"), name

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -42,4 +43,4 @@ def schema(crd: dict, version: str) -> dict:
 
 if __name__ == "__main__":
     path, version = sys.argv[1:3]
-    print(json.dumps(schema(yaml.safe_load(open(path)), version), indent=None, sort_keys=True))
+    print(json.dumps(schema(yaml.safe_load(Path(path).read_text()), version), indent=None, sort_keys=True))

@@ -27,7 +27,8 @@ RUN pip install --no-deps .
 FROM python:3.11.14-slim-bookworm AS cpu
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
     TOPICTAG_DATA_DIR=/data TOPICTAG_CACHE_DIR=/cache TOPICTAG_TRAINER_ADAPTERS_DIR=/adapters \
-    TOPICTAG_BUNDLE_DIR=/opt/topictag/data HF_HOME=/cache/huggingface
+    TOPICTAG_BUNDLE_DIR=/opt/topictag/data HF_HOME=/cache/huggingface \
+    TOPICTAG_HEARTBEAT_FILE=/data/heartbeat
 RUN useradd --uid 10001 --user-group --create-home topictag \
  && install -d -o topictag -g topictag /data /cache /adapters
 COPY --from=cpu-build /opt/venv /opt/venv
@@ -73,7 +74,8 @@ RUN pip install --no-deps .
 FROM gpu-base AS gpu
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
     TOPICTAG_DATA_DIR=/data TOPICTAG_CACHE_DIR=/cache TOPICTAG_TRAINER_ADAPTERS_DIR=/adapters \
-    TOPICTAG_BUNDLE_DIR=/opt/topictag/data HF_HOME=/cache/huggingface
+    TOPICTAG_BUNDLE_DIR=/opt/topictag/data HF_HOME=/cache/huggingface \
+    TOPICTAG_HEARTBEAT_FILE=/data/heartbeat
 RUN useradd --uid 10001 --user-group --create-home topictag \
  && install -d -o topictag -g topictag /data /cache /adapters
 COPY --from=gpu-build /opt/venv /opt/venv
@@ -86,21 +88,23 @@ VOLUME ["/cache", "/adapters"]
 USER 10001:10001
 
 # ---------------------------------------------------------------------------- services
-# Model load takes minutes: generous start periods. The workers have no HTTP server; their
-# check is "holds a connection to its broker", which they open only once ready.
+# Model load takes minutes: generous start periods. The workers have no HTTP server: the
+# tagger and labeler are healthy while their run loop beats (TOPICTAG_HEARTBEAT_FILE, touched
+# after every poll and batch; a hung engine keeps its connections); the trainer holds a
+# connection to its broker.
 FROM cpu AS tagger
 HEALTHCHECK --interval=30s --timeout=10s --start-period=15m --retries=5 \
-  CMD ["topictag-healthcheck", "connected", "TOPICTAG_KAFKA_BOOTSTRAP"]
+  CMD ["topictag-healthcheck", "progress", "/data/heartbeat", "600"]
 ENTRYPOINT ["python", "/opt/topictag/services/tagger/main.py"]
 
 FROM gpu AS tagger-gpu
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30m --retries=5 \
-  CMD ["topictag-healthcheck", "connected", "TOPICTAG_KAFKA_BOOTSTRAP"]
+  CMD ["topictag-healthcheck", "progress", "/data/heartbeat", "600"]
 ENTRYPOINT ["python", "/opt/topictag/services/tagger/main.py"]
 
 FROM cpu AS labeler
 HEALTHCHECK --interval=30s --timeout=10s --start-period=5m --retries=5 \
-  CMD ["topictag-healthcheck", "connected", "TOPICTAG_KAFKA_BOOTSTRAP"]
+  CMD ["topictag-healthcheck", "progress", "/data/heartbeat", "900"]
 ENTRYPOINT ["python", "/opt/topictag/services/labeler/main.py"]
 
 FROM cpu AS trainer

@@ -144,3 +144,13 @@ def test_images_are_pinned_and_no_secret_is_written_down(compose):
         # Required from .env, never defaulted in the file.
         assert re.findall(rf"\$\{{{variable}(:?[-?])", text) and all(
             op == ":?" for op in re.findall(rf"\$\{{{variable}(:?[-?])", text)), variable
+
+
+def test_workers_are_healthy_while_their_run_loop_beats(compose):
+    """A hung engine keeps its Kafka connections; the heartbeat's age is what says it works."""
+    services = interpolate(compose)["services"]
+    for name in ("tagger", "tagger-gpu", "labeler", "labeler-gpu"):
+        test = services[name]["healthcheck"]["test"]
+        heartbeat = services[name]["environment"]["TOPICTAG_HEARTBEAT_FILE"]
+        assert test[:4] == ["CMD", "topictag-healthcheck", "progress", heartbeat], name
+        assert float(test[4]) > 0, name

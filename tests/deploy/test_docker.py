@@ -119,3 +119,10 @@ def test_gpu_image_cuda_matches_the_torch_build():
         (index,) = [a for a in instruction(stages()[build], "ARG") if a.startswith("TORCH_INDEX=")]
         assert index.endswith(f"/cu{cuda.group(1)}{cuda.group(2)}"), f"{index} vs {root_base(target)}"
         assert any('--extra-index-url "$TORCH_INDEX"' in r for r in instruction(stages()[build], "RUN"))
+
+
+def test_tagger_and_labeler_images_check_their_heartbeat():
+    for target in ("tagger", "tagger-gpu", "labeler"):
+        (check,) = instruction(stages()[target], "HEALTHCHECK")
+        assert '"progress", "/data/heartbeat"' in check, target
+        assert "TOPICTAG_HEARTBEAT_FILE=/data/heartbeat" in " ".join(inherited(target, "ENV")), target

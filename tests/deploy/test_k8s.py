@@ -326,3 +326,16 @@ def test_compose_runs_the_kafka_the_cluster_runs():
     compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
     (kafka,) = by_kind(render("dev"), "Kafka").values()
     assert compose["services"]["kafka"]["image"] == f'apache/kafka:{kafka["spec"]["kafka"]["version"]}'
+
+
+def test_worker_liveness_follows_the_run_loop_heartbeat(rendered):
+    """A hung engine keeps its Kafka connections: the tagger's and labeler's liveness is the
+    age of the heartbeat their run loop touches (TOPICTAG_HEARTBEAT_FILE), on a volume."""
+    _, objects = rendered
+    heartbeat = by_kind(objects, "ConfigMap")["topictag-config"]["data"]["TOPICTAG_HEARTBEAT_FILE"]
+    for name in ("topictag-tagger", "topictag-labeler"):
+        (c,) = containers(by_kind(objects, "Deployment")[name])
+        command = c["livenessProbe"]["exec"]["command"]
+        assert command[:3] == ["topictag-healthcheck", "progress", heartbeat], name
+        assert float(command[3]) > 0, name
+        assert any(Path(heartbeat).is_relative_to(m["mountPath"]) for m in c["volumeMounts"]), name

@@ -11,6 +11,11 @@ process's own connections instead:
                                        has loaded, so this also says "model loaded".
   topictag-healthcheck reachable VAR   a TCP connection to the first host:port in $VAR opens
                                        (Celery beat keeps no connection open between ticks)
+  topictag-healthcheck progress FILE MAX_AGE_S
+                                       FILE (TOPICTAG_HEARTBEAT_FILE, touched by a worker's run
+                                       loop after every poll and batch) is at most MAX_AGE_S
+                                       seconds old: the worker is making progress, not only
+                                       connected (a hung engine keeps its connections)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import urllib.request
 from urllib.parse import urlsplit
 
@@ -51,7 +57,21 @@ def established_remote_ports() -> set[int]:
     return ports
 
 
+def progress(path: str, max_age_s: str) -> int:
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except OSError as exc:  # not written yet, or the volume is gone
+        print(f"progress {path}: {exc}", file=sys.stderr)
+        return 1
+    if age > float(max_age_s):
+        print(f"progress {path}: last beat {age:.0f} s ago (> {max_age_s} s)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "progress":
+        return progress(argv[1], argv[2])
     if len(argv) != 2 or argv[0] not in ("http", "connected", "reachable"):
         print(__doc__, file=sys.stderr)
         return 2

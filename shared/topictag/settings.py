@@ -40,6 +40,12 @@ class PathSettings(BaseSettings):
         description="The data that ships with topictag (the repository's data/ folder): sample papers, "
         "recorded teacher labels and the shipped student adapter.",
     )
+    heartbeat_file: Path | None = Field(
+        None,
+        description="A consuming worker (tagger, labeler) touches this file after every poll and every batch; "
+        "`topictag-healthcheck progress FILE MAX_AGE_S` fails once it is older, so a hung engine is restarted. "
+        "Unset: no file.",
+    )
 
 
 class LogSettings(BaseSettings):

@@ -21,8 +21,14 @@ POSTGRES_PASSWORD=
 REDIS_PASSWORD=
 # Hugging Face token for the gated Llama 3 models (profile gpu).
 HF_TOKEN=
-# GPUs for the 70B teacher; also its --tensor-parallel-size (profile gpu).
-TEACHER_GPUS=4
+# Host GPU ids (nvidia-smi) of each GPU service (profile gpu); no two may share one.
+TAGGER_GPU=0
+TRAINER_GPU=1
+# The 70B teacher's four (its --tensor-parallel-size is 4).
+TEACHER_GPU_0=2
+TEACHER_GPU_1=3
+TEACHER_GPU_2=4
+TEACHER_GPU_3=5
 GATEWAY_PORT=8000
 """
 

@@ -41,8 +41,6 @@ def test_validates_against_the_compose_specification(compose):
         resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
     )
     jsonschema.validate(interpolate(compose), schema)
-    # Compose casts an interpolated GPU count to an integer; the schema only sees the string.
-    assert interpolate(compose)["services"]["teacher"]["deploy"]["resources"]["reservations"]["devices"][0]["count"].isdigit()
 
 
 def test_profiles(compose):
@@ -85,17 +83,47 @@ def test_volumes(compose):
         assert mounts[name]["adapters"] == "/adapters" and mounts[name]["model-cache"] == "/cache", name
 
 
+def gpu_ids(service: dict) -> list[str]:
+    """The host GPUs a service reserves, by id (a `count` reservation names none)."""
+    devices = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+    return [i for d in devices if "gpu" in d.get("capabilities", []) for i in d.get("device_ids", [])]
+
+
+def test_gpu_services_get_distinct_gpus(compose):
+    """`count: N` reserves the first N GPUs for every service alike: the tagger, trainer and
+    teacher would all share GPU 0. Ids, with the defaults, are disjoint."""
+    services = interpolate(compose)["services"]
+    gpu_services = {n for n, s in services.items() if "gpu" in s.get("profiles", [])
+                    and s.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")}
+    assert gpu_services == {"tagger-gpu", "trainer-gpu", "teacher"}
+    seen: dict[str, str] = {}
+    for name in sorted(gpu_services):
+        for device in services[name]["deploy"]["resources"]["reservations"]["devices"]:
+            assert "count" not in device, f"{name}: reserve GPUs by device_ids, not count"
+        ids = gpu_ids(services[name])
+        assert ids and all(i.isdigit() for i in ids), name
+        for i in ids:
+            assert i not in seen, f"GPU {i}: both {seen[i]} and {name}"
+            seen[i] = name
+    # Each id is an overridable variable with a default, documented in .env.example.
+    env_example = (REPO / ".env.example").read_text()
+    for name in gpu_services:
+        for raw in gpu_ids(compose["services"][name]):
+            variable = VARIABLE.fullmatch(raw)
+            assert variable and variable.group(2), f"{name}: {raw}"
+            assert re.search(rf"^{variable.group(1)}={variable.group(2)}$", env_example, re.M), raw
+
+
 def test_gpu_profile(compose):
     services = interpolate(compose)["services"]
     for name in ("tagger-gpu", "trainer-gpu"):
         (device,) = services[name]["deploy"]["resources"]["reservations"]["devices"]
-        assert device["count"] == 1 and device["capabilities"] == ["gpu"], name
+        assert len(device["device_ids"]) == 1 and device["capabilities"] == ["gpu"], name
         assert services[name]["environment"]["TOPICTAG_STUDENT_MODEL"] == "meta-llama/Meta-Llama-3-8B-Instruct"
     teacher = services["teacher"]
-    (device,) = teacher["deploy"]["resources"]["reservations"]["devices"]
     assert teacher["entrypoint"] == ["vllm", "serve"]
     assert teacher["command"][0] == "meta-llama/Meta-Llama-3-70B-Instruct"
-    assert f"--tensor-parallel-size={device['count']}" in teacher["command"]
+    assert f"--tensor-parallel-size={len(gpu_ids(teacher))}" in teacher["command"]
     labeler = services["labeler-gpu"]["environment"]
     assert labeler["TOPICTAG_TEACHER_BACKEND"] == "openai"
     assert labeler["TOPICTAG_TEACHER_BASE_URL"].startswith("http://teacher:")
@@ -116,3 +144,13 @@ def test_images_are_pinned_and_no_secret_is_written_down(compose):
         # Required from .env, never defaulted in the file.
         assert re.findall(rf"\$\{{{variable}(:?[-?])", text) and all(
             op == ":?" for op in re.findall(rf"\$\{{{variable}(:?[-?])", text)), variable
+
+
+def test_workers_are_healthy_while_their_run_loop_beats(compose):
+    """A hung engine keeps its Kafka connections; the heartbeat's age is what says it works."""
+    services = interpolate(compose)["services"]
+    for name in ("tagger", "tagger-gpu", "labeler", "labeler-gpu"):
+        test = services[name]["healthcheck"]["test"]
+        heartbeat = services[name]["environment"]["TOPICTAG_HEARTBEAT_FILE"]
+        assert test[:4] == ["CMD", "topictag-healthcheck", "progress", heartbeat], name
+        assert float(test[4]) > 0, name

@@ -77,3 +77,52 @@ def test_no_secret_is_baked_in():
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", ".topictag", "test-artifacts", ".git", ".env"} <= set(ignored)
 
+
+
+GPU_TARGETS = {"tagger-gpu", "trainer-gpu"}
+
+
+def root_base(stage: str) -> str:
+    """The external image a stage is built FROM, through its parent stages."""
+    all_stages = stages()
+    while stage in all_stages:
+        stage = all_stages[stage][0].split()[1]
+    return stage
+
+
+def apt_installed(stage: str) -> set[str]:
+    packages: set[str] = set()
+    for run in inherited(stage, "RUN"):
+        for install in re.findall(r"apt-get install ([^&;|]+)", run):
+            packages |= {w for w in install.split() if not w.startswith("-")}
+    return packages
+
+
+def test_gpu_images_can_compile_triton_kernels():
+    """Triton builds a C launcher per kernel at run time (a C compiler and Python.h), vLLM
+    on its first kernel: a -runtime CUDA base with only python3 fails there."""
+    for target in GPU_TARGETS:
+        installed = apt_installed(target)
+        compiler = "-devel-" in root_base(target) or installed & {"gcc", "build-essential", "clang"}
+        assert compiler, f"{target}: no C compiler ({root_base(target)})"
+        assert any(re.fullmatch(r"python3(\.\d+)?-dev|libpython3(\.\d+)?-dev", p) for p in installed), \
+            f"{target}: no Python headers"
+
+
+def test_gpu_image_cuda_matches_the_torch_build():
+    """The torch wheel's CUDA (the cuXYZ index pip installs it from) is the base image's."""
+    for target in GPU_TARGETS:
+        cuda = re.search(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-", root_base(target))
+        assert cuda, root_base(target)
+        build = "gpu-build"
+        assert root_base(build) == root_base(target)
+        (index,) = [a for a in instruction(stages()[build], "ARG") if a.startswith("TORCH_INDEX=")]
+        assert index.endswith(f"/cu{cuda.group(1)}{cuda.group(2)}"), f"{index} vs {root_base(target)}"
+        assert any('--extra-index-url "$TORCH_INDEX"' in r for r in instruction(stages()[build], "RUN"))
+
+
+def test_tagger_and_labeler_images_check_their_heartbeat():
+    for target in ("tagger", "tagger-gpu", "labeler"):
+        (check,) = instruction(stages()[target], "HEALTHCHECK")
+        assert '"progress", "/data/heartbeat"' in check, target
+        assert "TOPICTAG_HEARTBEAT_FILE=/data/heartbeat" in " ".join(inherited(target, "ENV")), target

@@ -9,6 +9,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -107,9 +108,10 @@ def test_kubernetes_containers_run_their_image(overlay):
     seen = set()
     for w in workloads(render(overlay)):
         for c in containers(w):
-            if c["image"].startswith("topictag/"):
+            # topictag/<target>, behind the overlays' registry (kustomize images:).
+            if m := re.search(r"(?:^|/)topictag/([\w.-]+?)(?:[:@]|$)", c["image"]):
                 where = f'{overlay}: {w["metadata"]["name"]}/{c["name"]}'
-                target = c["image"].split("/", 1)[1].split(":")[0]
+                target = m.group(1)
                 assert target in TARGETS, where
                 assert "command" not in c and "args" not in c, f"{where} overrides its image's main"
                 seen.add(TARGETS[target][0])

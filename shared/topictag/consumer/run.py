@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer
@@ -51,23 +52,38 @@ def run(
     between_batches: Callable[[], None] | None = None,
     on_batch: Callable[[Any], None] | None = None,
     max_batches: int | None = None,
+    heartbeat: Path | None = None,
 ) -> None:
     """Poll and process batches until ``stopping`` is set (or ``max_batches`` non-empty
     ones). A stop lets the batch in hand finish (its steps and commit) before returning;
-    ``between_batches`` runs before each poll, when no batch is in hand."""
+    ``between_batches`` runs before each poll, when no batch is in hand. ``heartbeat`` is
+    touched after each poll and each batch: its age bounds how long the loop has been stuck
+    (the liveness check), which an open Kafka connection does not."""
     done = 0
     while not stopping.is_set():
         if between_batches:
             between_batches()
         records = source(stopping)
+        beat(heartbeat)
         if not records:
             continue
         outcome = process(records)
+        beat(heartbeat)
         if on_batch:
             on_batch(outcome)
         done += 1
         if max_batches is not None and done >= max_batches:
             return
+
+
+def beat(heartbeat: Path | None) -> None:
+    """Touch the heartbeat file; a failed touch is logged, never fatal (liveness will tell)."""
+    if heartbeat is None:
+        return
+    try:
+        heartbeat.touch()
+    except OSError as exc:
+        log.warning("heartbeat %s: %s", heartbeat, exc)
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:

@@ -106,7 +106,8 @@ class LabelerWorker:
         self.stopping.set()
 
     def run(self) -> None:
-        run(self.source, self.steps, self.stopping, between_batches=self._retry_parked_when_due)
+        run(self.source, self.steps, self.stopping, between_batches=self._retry_parked_when_due,
+            heartbeat=self.settings.paths.heartbeat_file)
 
     def _sample(self, batch: Batch) -> bool:
         """Keep the papers (or tag results) the policy wants, once each."""

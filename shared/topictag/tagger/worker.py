@@ -100,7 +100,8 @@ class TaggerWorker:
             self.adapter_watch.sync()
         # self.process is looked up per batch: a test may wrap it while the worker runs.
         run(self.source, lambda records: self.process(records), self.stopping,
-            between_batches=self._between_batches, on_batch=self.on_batch, max_batches=max_batches)
+            between_batches=self._between_batches, on_batch=self.on_batch, max_batches=max_batches,
+            heartbeat=self.settings.paths.heartbeat_file)
 
     def process(self, records: list[ConsumerRecord]) -> BatchOutcome:
         batch = self.steps(records)

@@ -68,7 +68,7 @@ def test_the_expected_objects_exist():
     for objects in (dev, gpu):
         assert {"topictag-tagger", "topictag-labeler", "topictag-gateway", "topictag-trainer",
                 "topictag-trainer-beat"} <= set(by_kind(objects, "Deployment"))
-        assert set(by_kind(objects, "ScaledObject")) == {"topictag-tagger", "topictag-labeler"}
+        assert {"topictag-tagger", "topictag-labeler", "topictag-trainer"} <= set(by_kind(objects, "ScaledObject"))
         assert "topictag-gateway" in by_kind(objects, "HorizontalPodAutoscaler")
         assert "topictag-gateway" in by_kind(objects, "ServiceMonitor")
         assert "topictag-workers" in by_kind(objects, "PodMonitor")
@@ -76,6 +76,7 @@ def test_the_expected_objects_exist():
         pvc = by_kind(objects, "PersistentVolumeClaim")["topictag-adapters"]
         assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert "topictag-teacher" in by_kind(gpu, "Deployment") and "topictag-teacher" not in by_kind(dev, "Deployment")
+    assert "topictag-teacher" in by_kind(gpu, "ScaledObject")
     assert by_kind(dev, "Kafka") and not by_kind(gpu, "Kafka")  # Strimzi only where the component is used
 
 
@@ -166,12 +167,11 @@ def test_keda_never_scales_past_the_partitions_of_the_papers_topic(rendered):
         assert topic["spec"]["partitions"] == partitions
     deployments = by_kind(objects, "Deployment")
     for so in by_kind(objects, "ScaledObject").values():
-        (trigger,) = so["spec"]["triggers"]
-        assert trigger["type"] == "kafka"
-        watched = by_kind(objects, "KafkaTopic").get(trigger["metadata"]["topic"])
-        if watched:
-            assert watched["spec"]["partitions"] >= so["spec"]["maxReplicaCount"]
-        assert 1 <= so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"] <= partitions
+        for trigger in [t for t in so["spec"]["triggers"] if t["type"] == "kafka"]:
+            watched = by_kind(objects, "KafkaTopic").get(trigger["metadata"]["topic"])
+            if watched:
+                assert watched["spec"]["partitions"] >= so["spec"]["maxReplicaCount"]
+        assert 0 <= so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"] <= partitions
         # KEDA owns the replica count of what it scales.
         assert "replicas" not in deployments[so["spec"]["scaleTargetRef"]["name"]]["spec"]
 
@@ -251,9 +251,15 @@ def consumed(objects, monkeypatch, tmp_path) -> dict[str, tuple[str, str]]:
 
 def _assert_triggers_follow_the_config(objects, monkeypatch, tmp_path):
     expected = consumed(objects, monkeypatch, tmp_path)
+    expected["topictag-teacher"] = expected["topictag-labeler"]  # the teacher works off the labelers' lag
     for name, so in by_kind(objects, "ScaledObject").items():
-        (trigger,) = so["spec"]["triggers"]
-        assert (trigger["metadata"]["topic"], trigger["metadata"]["consumerGroup"]) == expected[name], name
+        kafka = [t for t in so["spec"]["triggers"] if t["type"] == "kafka"]
+        if name == "topictag-trainer":
+            assert not kafka, name  # Celery's queue in Redis: test_trainer_scales_to_zero_on_its_celery_queue
+            continue
+        assert kafka, name
+        for trigger in kafka:
+            assert (trigger["metadata"]["topic"], trigger["metadata"]["consumerGroup"]) == expected[name], name
 
 
 def test_keda_triggers_watch_what_each_worker_consumes(rendered, monkeypatch, tmp_path):
@@ -273,19 +279,24 @@ def test_labeler_confidence_component_moves_policy_and_trigger_together(monkeypa
     objects = [d for d in yaml.safe_load_all(out) if d]
     assert by_kind(objects, "ConfigMap")["topictag-config"]["data"]["TOPICTAG_LABELER_POLICY"] == "confidence"
     _assert_triggers_follow_the_config(objects, monkeypatch, tmp_path)
-    (trigger,) = by_kind(objects, "ScaledObject")["topictag-labeler"]["spec"]["triggers"]
-    assert trigger["metadata"]["topic"] == "papers.tagged"
+    for name in ("topictag-labeler", "topictag-teacher"):
+        (trigger,) = [t for t in by_kind(objects, "ScaledObject")[name]["spec"]["triggers"] if t["type"] == "kafka"]
+        assert trigger["metadata"]["topic"] == "papers.tagged", name
 
 
 def test_keda_damps_scale_down_with_the_hpa_window(rendered):
     """cooldownPeriod only acts when scaling to zero; with a minimum of 1 the knob that
-    damps scale-down is the HPA behaviour's stabilization window."""
+    damps scale-down is the HPA behaviour's stabilization window. What scales to zero (at
+    most one replica) is damped by its cooldownPeriod instead."""
     _, objects = rendered
     for name, so in by_kind(objects, "ScaledObject").items():
         if so["spec"]["minReplicaCount"] >= 1:
             assert "cooldownPeriod" not in so["spec"], f"{name}: cooldownPeriod does nothing above zero"
-        behavior = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-        assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300, name
+            behavior = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+            assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300, name
+        else:
+            assert so["spec"]["maxReplicaCount"] == 1, name
+            assert so["spec"]["cooldownPeriod"] >= 300, f"{name}: set a cooldownPeriod (KEDA's default is 300 s)"
 
 
 def test_images_come_from_a_registry(rendered):
@@ -339,3 +350,92 @@ def test_worker_liveness_follows_the_run_loop_heartbeat(rendered):
         assert command[:3] == ["topictag-healthcheck", "progress", heartbeat], name
         assert float(command[3]) > 0, name
         assert any(Path(heartbeat).is_relative_to(m["mountPath"]) for m in c["volumeMounts"]), name
+
+
+def _settings_from(objects, monkeypatch, tmp_path):
+    """topictag's settings as a pod with the config map and Secret in its environment sees them."""
+    from topictag.settings import Settings
+
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in [n for n in os.environ if n.startswith("TOPICTAG_")]:
+        monkeypatch.delenv(name)
+    env = {**by_kind(objects, "ConfigMap")["topictag-config"]["data"],
+           **by_kind(objects, "Secret")["topictag-secrets"]["stringData"]}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings(), env
+
+
+def _trainer_env(objects) -> set[str]:
+    """Keys the trainer container gets through envFrom (KEDA's *FromEnv resolve from these)."""
+    (c,) = containers(by_kind(objects, "Deployment")["topictag-trainer"])
+    sources = [s.get("configMapRef", s.get("secretRef"))["name"] for s in c["envFrom"]]
+    found = set()
+    for source in sources:
+        obj = by_kind(objects, "ConfigMap").get(source) or by_kind(objects, "Secret")[source]
+        found |= set(obj.get("data") or obj.get("stringData"))
+    return found
+
+
+def test_trainer_scales_to_zero_on_its_celery_queue(rendered, monkeypatch, tmp_path):
+    """The trainer's GPU is let go when no training is queued: KEDA may take it to zero, and
+    what wakes it is the length of the Redis list of its Celery queue on its own broker."""
+    from topictag.trainer.celery_app import create_celery
+
+    _, objects = rendered
+    settings, env = _settings_from(objects, monkeypatch, tmp_path)
+    queue = create_celery(settings).conf.task_default_queue
+    so = by_kind(objects, "ScaledObject")["topictag-trainer"]
+    assert so["spec"]["scaleTargetRef"]["name"] == "topictag-trainer"
+    assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["maxReplicaCount"] == 1
+    assert "replicas" not in by_kind(objects, "Deployment")["topictag-trainer"]["spec"]
+    (trigger,) = so["spec"]["triggers"]
+    meta = trigger["metadata"]
+    assert trigger["type"] == "redis" and meta["listName"] == queue
+    # The scaler reads the server the worker consumes from (host:port, password, db, TLS).
+    broker = urlsplit(settings.trainer.celery_broker)
+    assert {meta["addressFromEnv"], meta["passwordFromEnv"]} <= _trainer_env(objects)
+    assert env[meta["addressFromEnv"]] == f"{broker.hostname}:{broker.port or 6379}"
+    assert env[meta["passwordFromEnv"]] == broker.password
+    assert meta["databaseIndex"] == (broker.path.strip("/") or "0")
+    assert meta["enableTLS"] == str(broker.scheme == "rediss").lower()
+    # Each beat tick queues a check that wakes the worker: it must get back to zero in between.
+    assert settings.trainer.interval_s > so["spec"]["cooldownPeriod"] + so["spec"]["pollingInterval"]
+
+
+def test_scaling_the_trainer_down_never_cuts_a_training(rendered, monkeypatch, tmp_path):
+    """While a training runs its task is in Redis's unacked hash, not the queue, so KEDA may
+    scale the worker to zero mid-training. SIGTERM is Celery's warm shutdown (the solo pool
+    finishes the task in hand): the grace period must outlast any training, whose bound is
+    the visibility timeout (past it Redis hands the task out again anyway). Not the lease:
+    a running training renews it."""
+    from topictag.trainer.tasks import WORKER_ARGV
+
+    _, objects = rendered
+    settings, _ = _settings_from(objects, monkeypatch, tmp_path)
+    trainer = by_kind(objects, "Deployment")["topictag-trainer"]
+    grace = trainer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= settings.trainer.visibility_timeout_s
+    assert "--pool=solo" in WORKER_ARGV  # warm shutdown finishes the task in the worker's own process
+    (c,) = containers(trainer)
+    assert "preStop" not in c.get("lifecycle", {}), "a preStop hook would eat into the grace period"
+    assert trainer["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_teacher_scales_to_zero_on_the_labelers_work(monkeypatch, tmp_path):
+    """The 4-GPU teacher sleeps when labelers have nothing for it, and wakes on their lag
+    (their group, their topic, resolved from the config map) or on papers they parked."""
+    objects = render("gpu")
+    so = by_kind(objects, "ScaledObject")["topictag-teacher"]
+    assert so["spec"]["scaleTargetRef"]["name"] == "topictag-teacher"
+    assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["maxReplicaCount"] == 1
+    assert so["spec"]["cooldownPeriod"] >= 600  # a cold start costs minutes of model load
+    assert "replicas" not in by_kind(objects, "Deployment")["topictag-teacher"]["spec"]
+    topic, group = consumed(objects, monkeypatch, tmp_path)["topictag-labeler"]
+    triggers = {t["type"]: t["metadata"] for t in so["spec"]["triggers"]}
+    assert (triggers["kafka"]["topic"], triggers["kafka"]["consumerGroup"]) == (topic, group)
+    # With no teacher the labelers park sampled papers and commit: their lag stays near zero.
+    from topictag.metrics import PAPERS_PARKED_NOW
+
+    assert PAPERS_PARKED_NOW in triggers["prometheus"]["query"]
+    assert float(triggers["prometheus"]["activationThreshold"]) == 0

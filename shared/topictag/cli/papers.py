@@ -44,8 +44,7 @@ def ingest_file(
 ) -> None:
     """Publish papers from a file to the papers topic (TOPICTAG_KAFKA_BOOTSTRAP)."""
     from topictag.bus.kafka import ensure_topics, make_producer
-    from topictag.files import iter_paper_records
-    from topictag.ingest import PublishError, publish_records
+    from topictag.ingest import PublishError, publish_file
 
     settings = get_settings()
     if not settings.kafka.bootstrap:
@@ -55,7 +54,7 @@ def ingest_file(
     ensure_topics(settings.kafka)
     producer = make_producer(settings.kafka)
     try:
-        report = publish_records(producer, settings.kafka.papers_topic, iter_paper_records(path, limit))
+        report = publish_file(producer, settings.kafka.papers_topic, path, limit)
     except PublishError as exc:
         typer.echo(f"error: {exc}. Publishing the file again is safe: papers are stored once by arxiv_id.", err=True)
         raise typer.Exit(1) from None

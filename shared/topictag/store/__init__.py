@@ -58,10 +58,8 @@ class Store:
         self.engine.dispose()
 
 
-def open_store(url: str, echo: bool = False, *, upgrade: bool = True) -> Store:
-    """The store at ``url``, its schema upgraded first unless ``upgrade`` is False (then a
-    schema behind this release's is refused: see ``topictag.store.schema.check``)."""
+def open_store(url: str, echo: bool = False) -> Store:
+    """The store at ``url``, its schema upgraded to this release's first."""
     store = Store(url, echo=echo)
-    if upgrade:
-        store.upgrade_schema()
+    store.upgrade_schema()
     return store

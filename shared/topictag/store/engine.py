@@ -55,9 +55,6 @@ def aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def aware_or_none(ts: datetime | None) -> datetime | None:
-    return aware(ts) if ts is not None else None
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

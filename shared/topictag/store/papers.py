@@ -242,10 +242,6 @@ class PaperRepository:
         with Session(self.engine) as s:
             return s.exec(select(func.count()).select_from(TopicAssignment)).one()
 
-    def newest_tagged_at(self) -> datetime | None:
-        with Session(self.engine) as s:
-            return s.exec(select(func.max(PaperRecord.tagged_at))).one()
-
     def student_and_teacher_topics(self) -> list[tuple[str | None, str | None, str]]:
         """(adapter version, student topic, teacher topic) for every tagged paper the
         teacher labelled too."""

@@ -33,10 +33,6 @@ BASELINE = "0001"
 _PG_LOCK_KEY = 0x746F706963746167 - (1 << 63)
 
 
-class SchemaBehind(RuntimeError):
-    """The database's schema is older than this release's; run ``topictag db upgrade``."""
-
-
 def alembic_config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -94,10 +90,3 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     if before != after:
         log.info("store schema upgraded from %s to %s", before or "empty", after)
     return after
-
-
-def check(engine: Engine) -> None:
-    """Raise SchemaBehind unless the database is at this release's migration."""
-    at, newest = current(engine), head()
-    if at != newest:
-        raise SchemaBehind(f"the store's schema is at {at or 'nothing'}, this release needs {newest}: run `topictag db upgrade`")

@@ -98,21 +98,23 @@ class TopicIndex:
             return
         topics = {r.topic for _, r in tagged}
         with self._lock:
-            if topics - self.store.topics.known_texts(sorted(topics)):  # a turn only for new texts
+            new = topics - self.store.topics.known_texts(sorted(topics))
+            if new:  # a turn only for texts not clustered yet
                 with self._turn():
                     self._sync()
                     try:
-                        self._cluster_new_topics(topics)
+                        self._cluster_new_topics(new)
                     except TopicConflict:
                         # Written by a holder whose lease had lapsed: theirs stand; place the rest.
                         self._sync()
-                        self._cluster_new_topics(topics)
+                        self._cluster_new_topics(new)
             vectors = embed([paper_text(p.title, r.topic) for p, r in tagged])
             self.store.topics.save_embeddings({p.arxiv_id: to_blob(v) for (p, _), v in zip(tagged, vectors)})
 
     def _cluster_new_topics(self, topics: set[str]) -> None:
-        """Each new text joins the nearest cluster, or starts one; the index's state changes
-        only once the store has taken the change."""
+        """Each text still new (checked again: another tagger may have placed it before our
+        turn) joins the nearest cluster, or starts one; the index's state changes only once
+        the store has taken the change."""
         new = sorted(topics - self.store.topics.known_texts(sorted(topics)))
         if not new:
             return

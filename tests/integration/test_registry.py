@@ -16,8 +16,8 @@ from topictag.adapters.registry import (
     as_engine_adapter,
 )
 from topictag.settings import PathSettings, Settings
+from topictag.store.leases import held
 from topictag.store.models import TrainingRun
-from topictag.trainer import lease
 from topictag.trainer.pipeline import TrainingPipeline
 
 BASE = "SmolLM2-135M-Instruct"
@@ -146,11 +146,11 @@ def test_lease_is_single_flight_and_expires(store):
 
 
 def test_held_lease_is_renewed_while_the_block_runs(store):
-    with lease.held(store, "training", "a", ttl_s=0.6) as got:
+    with held(store.leases, "training", "a", ttl_s=0.6) as got:
         assert got
         time.sleep(1.0)  # longer than the ttl: only renewal keeps it
         assert not store.leases.acquire("training", "b", ttl_s=60)
-        with lease.held(store, "training", "b", ttl_s=60) as other:
+        with held(store.leases, "training", "b", ttl_s=60) as other:
             assert other is False
     assert store.leases.acquire("training", "b", ttl_s=60)
 

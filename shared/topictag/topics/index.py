@@ -24,6 +24,7 @@ import numpy as np
 from topictag.embeddings import embed
 from topictag.schemas import Paper, TagResult
 from topictag.store import Store
+from topictag.store.leases import held
 from topictag.store.topics import ClusterState, TopicConflict
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,10 @@ def from_blob(b: bytes) -> np.ndarray:
 
 
 # The store lease a tagger holds while it clusters: replicas take turns, each deciding against
-# every cluster written before its turn. A crashed holder's lease lapses after the TTL.
+# every cluster written before its turn. Renewed while a turn lasts, so the TTL only bounds
+# how long a crashed holder stalls the others.
 CLUSTERING_LEASE = "topic-clusters"
-CLUSTERING_LEASE_TTL_S = 30.0
+CLUSTERING_LEASE_TTL_S = 6.0
 
 
 class TopicIndex:
@@ -84,13 +86,12 @@ class TopicIndex:
 
     @contextmanager
     def _turn(self) -> Iterator[None]:
-        leases = self.store.leases
-        while not leases.acquire(CLUSTERING_LEASE, self._holder, CLUSTERING_LEASE_TTL_S):
+        while True:
+            with held(self.store.leases, CLUSTERING_LEASE, self._holder, CLUSTERING_LEASE_TTL_S) as got:
+                if got:
+                    yield
+                    return
             time.sleep(0.05)
-        try:
-            yield
-        finally:
-            leases.release(CLUSTERING_LEASE, self._holder)
 
     def add(self, tagged: Sequence[tuple[Paper, TagResult]]) -> None:
         """Index a stored batch: cluster its new topic texts and embed its papers."""

@@ -17,8 +17,8 @@ from topictag.evaluation import score_engine
 from topictag.lifecycle import TrainingStatus, decide_promotion
 from topictag.settings import Settings
 from topictag.store import Store
+from topictag.store.leases import held
 from topictag.store.models import TrainingRun
-from topictag.trainer import lease
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class TrainingPipeline:
 
     def run(self, request_id: str) -> TrainingOutcome:
         holder = f"{request_id}:{uuid.uuid4().hex[:8]}"
-        with lease.held(self.store, LEASE, holder, self.settings.trainer.lease_s) as got:
+        with held(self.store.leases, LEASE, holder, self.settings.trainer.lease_s) as got:
             existing = self.store.training_runs.by_request(request_id)
             if existing is not None and (TrainingStatus(existing.status).done or not got):
                 # Redelivered task (acks_late) or a repeated trigger: it trains once.
